@@ -1,0 +1,1 @@
+"""nanochat_jax: the frozen training environment and the Flax nanochat GPT."""

@@ -1,0 +1,70 @@
+"""The frozen environment: presets, budgets, eval protocol and their digest.
+
+Nothing a search edit can touch lives here. Every result carries `env_digest`, the sha256 of
+these constants together with the corpus split and the tokenizer, so results compare fairly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
+
+EVAL_PROTOCOL = "bpb-v1"         # sum nats over targets with bytes > 0 / (ln 2 * their bytes)
+DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends the run as `diverged`
+VOCAB_SIZE = 8192                # including 4 special tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  name: str
+  seq_len: int                   # tokens per row (the model's context)
+  budget_s: float                # wall-clock seconds of training steps
+  eval_tokens: int               # validation tokens scored for val_bpb
+  eval_batch_rows: int
+  compile_cap_s: float           # compile longer than this -> status compile-timeout
+  max_params: int                # cap on a program's parameter count (arrl's constraint)
+  max_memory_gb: float           # cap on the estimated training memory (arrl's constraint)
+  program: Program               # the default program (autoresearch's train.py on gpu)
+
+  def frozen_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    del d["program"], d["max_params"], d["max_memory_gb"]  # mutable target and search caps, not environment
+    return d
+
+
+_GPU_PROGRAM = Program(
+    model=ModelConfig(vocab_size=VOCAB_SIZE, sequence_len=2048),
+    optim=OptimConfig(),
+    schedule=ScheduleConfig(total_batch_tokens=2**19, device_batch_size=128),
+)
+
+# Chosen by measurement on 2 CPU cores (see README "CPU preset"): learns visibly within 30-60 s.
+_CPU_PROGRAM = Program(
+    model=ModelConfig(vocab_size=VOCAB_SIZE, sequence_len=256, depth=4, aspect_ratio=32, head_dim=64),
+    optim=OptimConfig(),
+    schedule=ScheduleConfig(total_batch_tokens=2**13, device_batch_size=32),
+)
+
+PRESETS: dict[str, Preset] = {
+    "gpu": Preset(name="gpu", seq_len=2048, budget_s=300.0, eval_tokens=40 * 2**19, eval_batch_rows=128,
+                  compile_cap_s=180.0, max_params=400_000_000, max_memory_gb=70.0, program=_GPU_PROGRAM),
+    "cpu": Preset(name="cpu", seq_len=256, budget_s=45.0, eval_tokens=2**16, eval_batch_rows=32,
+                  compile_cap_s=60.0, max_params=20_000_000, max_memory_gb=8.0, program=_CPU_PROGRAM),
+}
+
+
+def get_preset(name: str) -> Preset:
+  if name not in PRESETS:
+    raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+  return PRESETS[name]
+
+
+def env_digest(preset: Preset, corpus_digest: str, tokenizer_digest: str) -> str:
+  """sha256 (16 hex) of everything that must stay fixed for results to compare."""
+  blob = json.dumps({
+      "protocol": EVAL_PROTOCOL, "divergence_loss": DIVERGENCE_LOSS, "preset": preset.frozen_dict(),
+      "corpus": corpus_digest, "tokenizer": tokenizer_digest,
+  }, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,295 @@
+"""Train a nanochat GPT under a fixed wall-clock budget and report val-bpb.
+
+    python -m nanochat_jax.train [--program FILE.json] [--preset gpu|cpu] [--budget-s S] [--data PATH] [--seed N]
+
+Only training steps count toward the budget: the train and eval steps are compiled ahead of time
+before the clock starts (compile seconds are reported apart, and capped). The LR multiplier, Muon
+momentum and weight decay follow progress = training_time / budget and enter the jitted step as
+traced scalars, so nothing recompiles.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import os
+import resource
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from nanochat_jax import loader
+from nanochat_jax.config import Program, muon_momentum, weight_decay
+from nanochat_jax.data import RunData, load_run_data
+from nanochat_jax.env import DIVERGENCE_LOSS, Preset, get_preset
+from nanochat_jax.evaluate import bpb_sums, evaluate_bpb
+from nanochat_jax.model import GPT, flops_per_token, num_params, per_token_loss
+from nanochat_jax.optimizer import build_optimizer
+
+# Dense bf16 peak FLOP/s by device kind, for MFU. Unknown accelerators and CPUs use a measured matmul rate.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+LOG_EVERY_S = 5.0
+
+
+@dataclasses.dataclass
+class RunResult:
+  status: str                       # ok | diverged | compile-timeout | aborted
+  val_bpb: float | None
+  training_seconds: float
+  total_seconds: float
+  compile_seconds: float
+  peak_memory_mb: float
+  mfu_percent: float
+  total_tokens_M: float
+  num_steps: int
+  num_params_M: float
+  depth: int
+  env_digest: str
+  loss_curve: list[tuple[float, int, float]] = dataclasses.field(default_factory=list)  # (train s, step, loss)
+  note: str = ""
+
+  def summary(self) -> str:
+    bpb = f"{self.val_bpb:.6f}" if self.val_bpb is not None else "nan"
+    rows = [("status", self.status), ("val_bpb", bpb), ("training_seconds", f"{self.training_seconds:.1f}"),
+            ("total_seconds", f"{self.total_seconds:.1f}"), ("compile_seconds", f"{self.compile_seconds:.1f}"),
+            ("peak_memory_mb", f"{self.peak_memory_mb:.1f}"), ("mfu_percent", f"{self.mfu_percent:.2f}"),
+            ("total_tokens_M", f"{self.total_tokens_M:.1f}"), ("num_steps", str(self.num_steps)),
+            ("num_params_M", f"{self.num_params_M:.1f}"), ("depth", str(self.depth)),
+            ("env_digest", self.env_digest)]
+    return "---\n" + "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+def on_gpu() -> bool:
+  return jax.default_backend() == "gpu"
+
+
+def peak_flops() -> float:
+  kind = jax.devices()[0].device_kind
+  for name, flops in PEAK_FLOPS.items():
+    if name in kind:
+      return flops
+  return _measured_matmul_flops()
+
+
+@functools.cache
+def _measured_matmul_flops(n: int = 1024, reps: int = 5) -> float:
+  """Best-of-`reps` fp32 matmul rate: the MFU denominator where no nominal peak is known (e.g. CPU)."""
+  a = jnp.ones((n, n), jnp.float32)
+  mm = jax.jit(lambda x: x @ x)
+  mm(a).block_until_ready()
+  best = math.inf
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    mm(a).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n**3 / best
+
+
+def peak_memory_mb() -> float:
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2**20
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS (KiB on Linux)
+
+
+def make_steps(program: Program, graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array):
+  """The pure train step (grad accumulation over micro-batches, one optimizer update) and eval step."""
+
+  def loss_fn(params, rows_BxT1):
+    model = nnx.merge(graphdef, params)
+    logits_BxTxV = model(rows_BxT1[:, :-1])
+    return jnp.mean(per_token_loss(logits_BxTxV, rows_BxT1[:, 1:]))
+
+  def train_step(params, opt_state, rows_AxBxT1, lr_mult, momentum, wd):
+    def micro(grads, rows_BxT1):
+      loss, g = jax.value_and_grad(loss_fn)(params, rows_BxT1)
+      return jax.tree.map(jnp.add, grads, g), loss
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grads, losses_A = jax.lax.scan(micro, zeros, rows_AxBxT1)
+    grads = jax.tree.map(lambda g: g / rows_AxBxT1.shape[0], grads)
+    updates, opt_state = tx.update(grads, opt_state, params, lr_mult=lr_mult, muon_momentum=momentum,
+                                   weight_decay=wd)
+    return optax.apply_updates(params, updates), opt_state, jnp.mean(losses_A)
+
+  def eval_step(params, rows_BxT1):
+    model = nnx.merge(graphdef, params)
+    nats_BxT = per_token_loss(model(rows_BxT1[:, :-1]), rows_BxT1[:, 1:])
+    return bpb_sums(nats_BxT, rows_BxT1[:, 1:], token_bytes)
+
+  return jax.jit(train_step, donate_argnums=(0, 1)), jax.jit(eval_step)
+
+
+def compile_with_cap(lower_and_compile: Callable[[], Any], cap_s: float) -> tuple[Any, float]:
+  """Compile on a daemon thread; (None, elapsed) if it exceeds the cap (the caller ends the run)."""
+  box: dict[str, Any] = {}
+
+  def work():
+    try:
+      box["out"] = lower_and_compile()
+    except BaseException as e:  # re-raised in the caller's thread
+      box["err"] = e
+
+  t0 = time.perf_counter()
+  th = threading.Thread(target=work, daemon=True)
+  th.start()
+  th.join(cap_s)
+  elapsed = time.perf_counter() - t0
+  if "err" in box:
+    raise box["err"]
+  return box.get("out"), elapsed
+
+
+def _grouped(batches: Iterator[np.ndarray], accum: int) -> Iterator[np.ndarray]:
+  while True:
+    yield np.stack([next(batches) for _ in range(accum)])
+
+
+def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, budget_s: float | None = None,
+          on_progress: Callable[[dict], bool] | None = None, log: Callable[[str], None] = print) -> RunResult:
+  """Train `program` for `budget_s` seconds of training steps and evaluate val-bpb.
+
+  `on_progress(info)` is called after every step with {"t", "progress", "step", "loss"}; returning
+  True stops the run with status `aborted` (arrl's early abort).
+  """
+  t_start = time.perf_counter()
+  program.validate()
+  budget = float(budget_s if budget_s is not None else preset.budget_s)
+  cfg, sch = program.model, program.schedule
+  if cfg.sequence_len != preset.seq_len or cfg.vocab_size != data.vocab_size:
+    raise ValueError(f"program's sequence_len/vocab_size ({cfg.sequence_len}/{cfg.vocab_size}) must match the "
+                     f"frozen environment ({preset.seq_len}/{data.vocab_size})")
+  dtype = jnp.bfloat16 if on_gpu() else jnp.float32
+  model = GPT(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
+  graphdef, params = nnx.split(model, nnx.Param)
+  n_params = num_params(model)
+  del model
+  tx = build_optimizer(params, program.optim, cfg.d_model, compute_dtype=dtype)
+  opt_state = tx.init(params)
+  train_step, eval_step = make_steps(program, graphdef, tx, jnp.asarray(data.token_bytes))
+
+  rows, T1 = sch.device_batch_size, cfg.sequence_len + 1
+  accum = sch.total_batch_tokens // (rows * cfg.sequence_len)
+  scalar = jax.ShapeDtypeStruct((), jnp.float32)
+  batch_spec = jax.ShapeDtypeStruct((accum, rows, T1), jnp.int32)
+  eval_spec = jax.ShapeDtypeStruct((preset.eval_batch_rows, T1), jnp.int32)
+
+  def compile_all():
+    return (train_step.lower(params, opt_state, batch_spec, scalar, scalar, scalar).compile(),
+            eval_step.lower(params, eval_spec).compile())
+
+  compiled, compile_s = compile_with_cap(compile_all, preset.compile_cap_s)
+  common = dict(num_params_M=n_params / 1e6, depth=cfg.depth, env_digest=data.env_digest,
+                compile_seconds=compile_s)
+  if compiled is None:
+    log(f"compile exceeded the cap of {preset.compile_cap_s:.0f}s")
+    return RunResult(status="compile-timeout", val_bpb=None, training_seconds=0.0,
+                     total_seconds=time.perf_counter() - t_start, peak_memory_mb=peak_memory_mb(), mfu_percent=0.0,
+                     total_tokens_M=0.0, num_steps=0, **common)
+  train_c, eval_c = compiled
+  log(f"compiled in {compile_s:.1f}s; {n_params / 1e6:.1f}M params, {accum} micro-batch(es) of {rows}x{T1 - 1}")
+
+  batches = loader.Prefetcher(_grouped(loader.train_batches(data.train_docs, rows, cfg.sequence_len, seed), accum),
+                              depth=2, put=jax.device_put)
+  flops_step = flops_per_token(cfg) * sch.total_batch_tokens
+  status, t_train, step, curve, last_log, dt_ema = "ok", 0.0, 0, [], 0.0, 0.0
+  try:
+    while t_train + 0.5 * dt_ema < budget:  # stop when the next step would overshoot by more than half a step
+      progress = t_train / budget
+      lr_mult = sch.lr_multiplier(progress)
+      rows_AxBxT1 = next(batches)
+      t0 = time.perf_counter()
+      params, opt_state, loss = train_c(params, opt_state, rows_AxBxT1, jnp.float32(lr_mult),
+                                        jnp.float32(muon_momentum(program.optim, step)),
+                                        jnp.float32(weight_decay(program.optim, progress)))
+      loss = float(loss)  # device sync: the clock reads finished work
+      dt = time.perf_counter() - t0
+      t_train += dt
+      step += 1
+      dt_ema = dt if step == 1 else 0.9 * dt_ema + 0.1 * dt
+      curve.append((t_train, step, loss))
+      if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
+        status = "diverged"
+        log(f"step {step}: loss {loss} -> diverged")
+        break
+      if on_progress is not None and on_progress({"t": t_train, "progress": t_train / budget, "step": step,
+                                                  "loss": loss}):
+        status = "aborted"
+        log(f"step {step}: aborted by the early-abort policy")
+        break
+      if t_train - last_log >= LOG_EVERY_S or step == 1:
+        last_log = t_train
+        tok_s = sch.total_batch_tokens / dt
+        log(f"step {step:5d} | loss {loss:.4f} | tok/s {tok_s:,.0f} | mfu {100 * flops_step / dt / peak_flops():.1f}%"
+            f" | left {max(0.0, budget - t_train):.0f}s")
+  finally:
+    batches.close()
+
+  val_bpb = None
+  if status == "ok":
+    n_eval = max(1, preset.eval_tokens // (preset.eval_batch_rows * cfg.sequence_len))
+    val_iter = loader.val_batches(data.val_docs, preset.eval_batch_rows, cfg.sequence_len)
+    val_bpb = evaluate_bpb(functools.partial(eval_c, params), val_iter, n_eval)
+  mfu = 100 * flops_step * step / t_train / peak_flops() if t_train > 0 else 0.0
+  return RunResult(status=status, val_bpb=val_bpb, training_seconds=t_train,
+                   total_seconds=time.perf_counter() - t_start, peak_memory_mb=peak_memory_mb(), mfu_percent=mfu,
+                   total_tokens_M=step * sch.total_batch_tokens / 1e6, num_steps=step, loss_curve=curve, **common)
+
+
+def default_preset_name() -> str:
+  return "gpu" if on_gpu() else "cpu"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog="python -m nanochat_jax.train", description=__doc__.split("\n\n")[0])
+  p.add_argument("--program", help="training program JSON (default: the preset's program)")
+  p.add_argument("--preset", choices=["gpu", "cpu"], help="default: gpu if a GPU is present, else cpu")
+  p.add_argument("--budget-s", type=float, help="training seconds (default: the preset's budget)")
+  p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
+  p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
+  args = p.parse_args(argv)
+  if args.budget_s is not None and args.budget_s <= 0:
+    p.error("--budget-s must be positive")
+  return args
+
+
+def load_program(path: str | None, preset: Preset) -> Program:
+  if path is None:
+    return preset.program
+  try:
+    with open(path) as f:
+      return Program.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise ValueError(f"cannot read program {path}: {e}") from e
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parse_args(argv)
+  try:
+    preset = get_preset(args.preset or default_preset_name())
+    program = load_program(args.program, preset)
+    program.validate()
+    data = load_run_data(preset, args.data, args.val_data, args.cache_dir)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"preset {preset.name} | env {data.env_digest} | devices {jax.devices()}", flush=True)
+  result = train(program, preset, data, seed=args.seed, budget_s=args.budget_s,
+                 log=lambda s: print(s, flush=True))
+  print(result.summary(), flush=True)
+  return 0 if result.status == "ok" else 1
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  sys.exit(main())
