@@ -12,7 +12,7 @@ from nanochat_jax.env import Preset, env_digest
 
 @dataclasses.dataclass(frozen=True)
 class RunData:
-  train_docs: list[np.ndarray]     # token ids per document (no BOS; the loader adds it)
+  train_docs: list[np.ndarray]     # token ids per document, each starting with BOS
   val_docs: list[np.ndarray]
   token_bytes: np.ndarray          # (V,) UTF-8 bytes per token id, 0 for specials
   bos_id: int
@@ -25,7 +25,6 @@ def load_run_data(preset: Preset, data: str | None = None, val_data: str | None 
   """Load (or build and cache) everything frozen about a run's data."""
   corpus = corpus_lib.load_corpus(data, val_data)
   tok = tokenizer_lib.get_tokenizer(corpus, vocab_size=preset.program.model.vocab_size, cache_dir=cache_dir)
-  train = tokenizer_lib.tokenize_docs(tok, corpus.train_docs, cache_dir=cache_dir, key=corpus.digest + ":train")
-  val = tokenizer_lib.tokenize_docs(tok, corpus.val_docs, cache_dir=cache_dir, key=corpus.digest + ":val")
+  train, val = tokenizer_lib.tokenize_corpus(tok, corpus, cache_dir=cache_dir)
   return RunData(train_docs=train, val_docs=val, token_bytes=tok.token_bytes(), bos_id=tok.bos_id,
                  vocab_size=tok.vocab_size, env_digest=env_digest(preset, corpus.digest, tok.digest))
