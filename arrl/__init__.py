@@ -1,0 +1,1 @@
+"""arrl: AutoResearch-RL, a JAX-native agent that searches nanochat training programs."""
