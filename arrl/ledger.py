@@ -1,0 +1,186 @@
+"""Append-only, crash-safe record of every finished trial.
+
+Store: `trials.jsonl` in the run directory, one JSON object per line. Why JSONL rather than SQLite:
+records are written once and never updated, the loop is the only writer, the file is greppable and
+diffable by a human at 3 a.m., and crash safety needs only two facts:
+  - each record is written with a single `write()` on an O_APPEND descriptor and then fsync'd, so a
+    finished `append` survives kill -9 and power loss;
+  - a crash can at worst leave a torn (partial or garbage) *last* line. Opening the ledger detects it,
+    saves the bytes to `trials.jsonl.torn-<unix time>` and truncates the file back to the last complete
+    record. A bad line anywhere else is real corruption and raises `LedgerError` (nothing is guessed).
+
+`results.tsv` mirrors the ledger in autoresearch's format. It is derived data: it is rewritten whole
+(temp file + fsync + rename) after every append and again on open, so after kill -9 it is always a
+complete file, at most one record behind, and exact again on the next open.
+
+Single writer: two processes appending to one run directory is not supported.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from typing import Any
+
+LEDGER_FILE = "trials.jsonl"
+RESULTS_FILE = "results.tsv"
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+# Ledger statuses. "baseline" marks the repeated runs of the starting program (noise estimate).
+STATUSES = ("keep", "discard", "crash", "diverged", "timeout", "compile-timeout", "aborted", "baseline")
+_SCORED = ("keep", "discard", "baseline")   # statuses whose val_bpb is a real measurement
+
+# Every record has these fields; missing ones get these defaults. Extra fields are kept as given.
+FIELDS: dict[str, Any] = {
+    "trial_id": None, "parent": None, "program": None, "digest": None, "edits": [], "description": "",
+    "status": None, "val_bpb": None, "training_seconds": None, "compile_seconds": None,
+    "total_seconds": None, "startup_seconds": None, "peak_memory_mb": None, "total_tokens_M": None,
+    "num_steps": None, "env_digest": None, "agent": {}, "abort": None, "loss_curve": [], "log_tail": "",
+    "error": None, "started_at": None, "finished_at": None, "kept": False,
+}
+REQUIRED = ("trial_id", "status")
+
+
+class LedgerError(RuntimeError):
+  """The run directory cannot be used: unreadable, or the ledger is corrupt beyond its last line."""
+
+
+def _fsync_dir(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _tsv_row(rec: dict) -> str:
+  status = rec["status"]
+  val = rec.get("val_bpb")
+  scored = status in _SCORED and isinstance(val, (int, float)) and math.isfinite(val)
+  mem_gb = (rec.get("peak_memory_mb") or 0.0) / 1024
+  desc = " ".join(str(rec.get("description") or "").split())   # one line, no tabs
+  # autoresearch records its baseline as a kept run.
+  tsv_status = "keep" if status == "baseline" else status
+  return f"{rec['trial_id']}\t{val if scored else 0.0:.6f}\t{mem_gb:.1f}\t{tsv_status}\t{desc}"
+
+
+def validate_record(record: dict) -> dict:
+  """The record with defaults filled in; ValueError if it cannot be stored."""
+  if not isinstance(record, dict):
+    raise ValueError(f"a ledger record must be a dict, got {type(record).__name__}")
+  for key in REQUIRED:
+    if record.get(key) is None:
+      raise ValueError(f"ledger record is missing required field {key!r}")
+  tid = record["trial_id"]
+  if not isinstance(tid, str) or not tid or any(c.isspace() for c in tid):
+    raise ValueError(f"trial_id must be a non-empty string without whitespace, got {tid!r}")
+  if record["status"] not in STATUSES:
+    raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {record['status']!r}")
+  out = {k: copy.deepcopy(v) for k, v in FIELDS.items()}
+  out.update(record)
+  if not isinstance(out["kept"], bool):
+    raise ValueError(f"kept must be a bool, got {out['kept']!r}")
+  if out["kept"] != (out["status"] == "keep"):
+    raise ValueError(f"kept={out['kept']} contradicts status={out['status']!r} (kept iff status is 'keep')")
+  return out
+
+
+class Ledger:
+  """The trials of one run directory, loaded on open (repairing a torn tail), appended durably."""
+
+  def __init__(self, run_dir: str):
+    self.run_dir = os.fspath(run_dir)
+    self.path = os.path.join(self.run_dir, LEDGER_FILE)
+    self.results_path = os.path.join(self.run_dir, RESULTS_FILE)
+    try:
+      os.makedirs(self.run_dir, exist_ok=True)
+      self._records = self._load()
+      self._write_results()
+    except OSError as e:
+      raise LedgerError(f"run directory {self.run_dir!r} is not usable: {e}") from e
+    self._ids = {r["trial_id"] for r in self._records}
+
+  def _load(self) -> list[dict]:
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path, "rb") as f:
+      data = f.read()
+    lines = data.split(b"\n")
+    complete = lines[:-1]       # lines[-1] is b"" when the file ends with a newline, else a torn tail
+    records: list[dict] = []
+    seen: set[str] = set()
+    good_end = 0                # byte offset just past the last good line
+    for i, line in enumerate(complete):
+      try:
+        rec = json.loads(line)
+        if not isinstance(rec, dict) or "trial_id" not in rec or "status" not in rec:
+          raise ValueError("not a trial record")
+      except ValueError as e:
+        if i == len(complete) - 1 and not lines[-1]:   # garbage in the last line: a torn append
+          break
+        raise LedgerError(f"{self.path}: line {i + 1} is corrupt ({e}); only a torn last line is "
+                          "repaired automatically — fix or remove that line by hand") from e
+      if rec["trial_id"] in seen:
+        raise LedgerError(f"{self.path}: line {i + 1} repeats trial_id {rec['trial_id']!r} (corrupt)")
+      seen.add(rec["trial_id"])
+      records.append(rec)
+      good_end += len(line) + 1
+    if good_end < len(data):
+      self._repair(data, good_end)
+    return records
+
+  def _repair(self, data: bytes, good_end: int) -> None:
+    torn = f"{self.path}.torn-{int(time.time())}"
+    with open(torn, "wb") as f:
+      f.write(data[good_end:])
+      f.flush()
+      os.fsync(f.fileno())
+    with open(self.path, "r+b") as f:
+      f.truncate(good_end)
+      f.flush()
+      os.fsync(f.fileno())
+
+  def _write_results(self) -> None:
+    tmp = f"{self.results_path}.tmp"
+    with open(tmp, "w") as f:
+      f.write("\n".join([RESULTS_HEADER] + [_tsv_row(r) for r in self._records]) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self.results_path)
+    _fsync_dir(self.run_dir)
+
+  def append(self, record: dict) -> dict:
+    """Validate, fill defaults, write durably; returns the stored record. ValueError on a bad record."""
+    rec = validate_record(record)
+    if rec["trial_id"] in self._ids:
+      raise ValueError(f"trial_id {rec['trial_id']!r} is already in the ledger (trials are recorded once)")
+    try:
+      line = (json.dumps(rec, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"ledger record {rec['trial_id']!r} is not JSON-serialisable: {e}") from e
+    new_file = not os.path.exists(self.path)
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      view = memoryview(line)
+      while view:
+        view = view[os.write(fd, view):]
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+    if new_file:
+      _fsync_dir(self.run_dir)
+    self._records.append(rec)
+    self._ids.add(rec["trial_id"])
+    self._write_results()
+    return rec
+
+  def records(self) -> list[dict]:
+    """All records in append order (the dicts are the ledger's own: do not mutate them)."""
+    return list(self._records)
+
+  def find_digest(self, digest: str) -> list[dict]:
+    return [r for r in self._records if r.get("digest") == digest]
+
+  def __len__(self) -> int:
+    return len(self._records)
