@@ -89,8 +89,10 @@ def validate_record(record: dict) -> dict:
 class Ledger:
   """The trials of one run directory, loaded on open (repairing a torn tail), appended durably."""
 
-  def __init__(self, run_dir: str):
+  def __init__(self, run_dir: str, durable: bool = True):
+    """durable=False skips fsync: for throw-away runs (e.g. arrl.search without a run_dir)."""
     self.run_dir = os.fspath(run_dir)
+    self.durable = durable
     self.path = os.path.join(self.run_dir, LEDGER_FILE)
     self.results_path = os.path.join(self.run_dir, RESULTS_FILE)
     try:
@@ -145,10 +147,12 @@ class Ledger:
     tmp = f"{self.results_path}.tmp"
     with open(tmp, "w") as f:
       f.write("\n".join([RESULTS_HEADER] + [_tsv_row(r) for r in self._records]) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+      if self.durable:
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, self.results_path)
-    _fsync_dir(self.run_dir)
+    if self.durable:
+      _fsync_dir(self.run_dir)
 
   def append(self, record: dict) -> dict:
     """Validate, fill defaults, write durably; returns the stored record. ValueError on a bad record."""
@@ -165,10 +169,11 @@ class Ledger:
       view = memoryview(line)
       while view:
         view = view[os.write(fd, view):]
-      os.fsync(fd)
+      if self.durable:
+        os.fsync(fd)
     finally:
       os.close(fd)
-    if new_file:
+    if new_file and self.durable:
       _fsync_dir(self.run_dir)
     self._records.append(rec)
     self._ids.add(rec["trial_id"])

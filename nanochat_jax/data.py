@@ -17,7 +17,14 @@ class RunData:
   token_bytes: np.ndarray          # (V,) UTF-8 bytes per token id, 0 for specials
   bos_id: int
   vocab_size: int
-  env_digest: str
+  corpus_digest: str
+  tokenizer_digest: str
+
+  def env_digest(self, preset: Preset, budget_s: float | None = None) -> str:
+    """The frozen-environment digest of a run on this data (a budget override is part of it)."""
+    if budget_s is not None:
+      preset = dataclasses.replace(preset, budget_s=float(budget_s))
+    return env_digest(preset, self.corpus_digest, self.tokenizer_digest)
 
 
 def load_run_data(preset: Preset, data: str | None = None, val_data: str | None = None,
@@ -27,4 +34,4 @@ def load_run_data(preset: Preset, data: str | None = None, val_data: str | None 
   tok = tokenizer_lib.get_tokenizer(corpus, vocab_size=preset.program.model.vocab_size, cache_dir=cache_dir)
   train, val = tokenizer_lib.tokenize_corpus(tok, corpus, cache_dir=cache_dir)
   return RunData(train_docs=train, val_docs=val, token_bytes=tok.token_bytes(), bos_id=tok.bos_id,
-                 vocab_size=tok.vocab_size, env_digest=env_digest(preset, corpus.digest, tok.digest))
+                 vocab_size=tok.vocab_size, corpus_digest=corpus.digest, tokenizer_digest=tok.digest)

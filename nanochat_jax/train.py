@@ -164,9 +164,9 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   program.validate()
   budget = float(budget_s if budget_s is not None else preset.budget_s)
   cfg, sch = program.model, program.schedule
-  if cfg.sequence_len != preset.seq_len or cfg.vocab_size != data.vocab_size:
-    raise ValueError(f"program's sequence_len/vocab_size ({cfg.sequence_len}/{cfg.vocab_size}) must match the "
-                     f"frozen environment ({preset.seq_len}/{data.vocab_size})")
+  if cfg.sequence_len != preset.seq_len or cfg.vocab_size < data.vocab_size:
+    raise ValueError(f"program's sequence_len {cfg.sequence_len} must equal the preset's {preset.seq_len} and its "
+                     f"vocab_size {cfg.vocab_size} must cover the tokenizer's {data.vocab_size}")
   dtype = jnp.bfloat16 if on_gpu() else jnp.float32
   model = GPT(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -174,7 +174,9 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   del model
   tx = build_optimizer(params, program.optim, cfg.d_model, compute_dtype=dtype)
   opt_state = tx.init(params)
-  train_step, eval_step = make_steps(program, graphdef, tx, jnp.asarray(data.token_bytes))
+  token_bytes_V = np.zeros(cfg.vocab_size, np.int32)  # ids the tokenizer never emits score 0 bytes
+  token_bytes_V[:len(data.token_bytes)] = data.token_bytes
+  train_step, eval_step = make_steps(program, graphdef, tx, jnp.asarray(token_bytes_V))
 
   rows, T1 = sch.device_batch_size, cfg.sequence_len + 1
   accum = sch.total_batch_tokens // (rows * cfg.sequence_len)
@@ -187,7 +189,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
             eval_step.lower(params, eval_spec).compile())
 
   compiled, compile_s = compile_with_cap(compile_all, preset.compile_cap_s)
-  common = dict(num_params_M=n_params / 1e6, depth=cfg.depth, env_digest=data.env_digest,
+  common = dict(num_params_M=n_params / 1e6, depth=cfg.depth, env_digest=data.env_digest(preset, budget),
                 compile_seconds=compile_s)
   if compiled is None:
     log(f"compile exceeded the cap of {preset.compile_cap_s:.0f}s")
@@ -280,10 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     program = load_program(args.program, preset)
     program.validate()
     data = load_run_data(preset, args.data, args.val_data, args.cache_dir)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, OSError, RuntimeError, ImportError) as e:  # bad input or environment: one line
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"preset {preset.name} | env {data.env_digest} | devices {jax.devices()}", flush=True)
+  print(f"preset {preset.name} | env {data.env_digest(preset, args.budget_s)} | devices {jax.devices()}",
+        flush=True)
   result = train(program, preset, data, seed=args.seed, budget_s=args.budget_s,
                  log=lambda s: print(s, flush=True))
   print(result.summary(), flush=True)
