@@ -1,0 +1,70 @@
+"""Baseline agents: a random legal edit, and autoresearch-style greedy hill climbing."""
+from __future__ import annotations
+
+import numpy as np
+
+from arrl import tree as tree_lib
+from arrl.agents.base import Outcome, Proposal, SearchState, random_edit, rng_state, set_rng_state
+
+
+class RandomAgent:
+  """A uniformly random legal edit of the current program."""
+  name = "random"
+
+  def __init__(self, seed: int = 0):
+    self.rng = np.random.default_rng(seed)
+
+  def propose(self, state: SearchState) -> Proposal:
+    edit = random_edit(state.space, state.current, self.rng)
+    return Proposal(tree=state.space.apply(state.current, edit), parent=state.current, edits=(edit,))
+
+  def observe(self, state: SearchState, outcome: Outcome) -> None:
+    del state, outcome
+
+  def state_dict(self) -> dict:
+    return {"rng": rng_state(self.rng)}
+
+  def load_state_dict(self, d: dict) -> None:
+    set_rng_state(self.rng, d["rng"])
+
+  def entropy(self) -> float | None:
+    return None
+
+
+class GreedyAgent(RandomAgent):
+  """First-improvement hill climbing, as autoresearch runs it: try one edit of the current program,
+  keep it if it beats the best by more than the noise (the loop decides), otherwise discard it.
+  Unlike `random`, neighbours of the current program are tried without replacement; once all have
+  failed (a local optimum) it jumps with two random edits."""
+  name = "greedy"
+
+  def __init__(self, seed: int = 0):
+    super().__init__(seed)
+    self.tried: set[str] = set()       # digests of neighbours tried from `self.anchor`
+    self.anchor: str | None = None
+
+  def propose(self, state: SearchState) -> Proposal:
+    digest = tree_lib.digest(state.current)
+    if digest != self.anchor:
+      self.anchor, self.tried = digest, set()
+    candidates = []
+    for edit in state.space.legal_edits(state.current):
+      child = state.space.apply(state.current, edit)
+      if tree_lib.digest(child) not in self.tried:
+        candidates.append((edit, child))
+    if candidates:
+      edit, child = candidates[int(self.rng.integers(len(candidates)))]
+      self.tried.add(tree_lib.digest(child))
+      return Proposal(tree=child, parent=state.current, edits=(edit,))
+    first = random_edit(state.space, state.current, self.rng)
+    mid = state.space.apply(state.current, first)
+    second = random_edit(state.space, mid, self.rng)
+    return Proposal(tree=state.space.apply(mid, second), parent=state.current, edits=(first, second),
+                    info={"restart": True})
+
+  def state_dict(self) -> dict:
+    return {"rng": rng_state(self.rng), "anchor": self.anchor, "tried": sorted(self.tried)}
+
+  def load_state_dict(self, d: dict) -> None:
+    set_rng_state(self.rng, d["rng"])
+    self.anchor, self.tried = d["anchor"], set(d["tried"])

@@ -1,0 +1,233 @@
+"""The perpetual search loop: propose, run, record, learn — until the oracle says stop.
+
+Crash safety. Before a trial runs, the loop saves `state.json` (atomically) with the agent's state
+*after* proposing and the pending proposal. The finished trial goes to the append-only ledger, then
+the agent observes it and the state is saved again without the pending trial. On resume:
+  - a pending trial already in the ledger is observed from its record (never run twice);
+  - a pending trial not in the ledger is run again (the trial in flight is the only loss).
+So a kill -9 at any moment loses at most the trial in flight and never duplicates a finished one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from arrl import tree as tree_lib
+from arrl.agents.base import Agent, Outcome, Proposal, SearchState
+from arrl.keep import NoiseModel, should_keep
+from arrl.ledger import Ledger
+from arrl.oracle import Oracle
+from arrl.space import Space
+
+STATE_FILE = "state.json"
+MAX_CACHED_IN_A_ROW = 200   # an agent that only re-proposes measured programs has exhausted the space
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  noise_repeats: int = 2         # baseline runs to estimate the run-to-run spread sigma
+  keep_k: float = 2.0            # keep iff best - candidate > keep_k * sigma
+  remeasure: bool = False        # re-run programs already in the ledger
+  durable: bool = True           # fsync ledger and state (off only for throw-away runs)
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class EvalResult:
+  status: str                    # ok | crash | diverged | timeout | compile-timeout | aborted
+  score: float | None            # lower is better (val-bpb); None unless ok (or an abort prediction)
+  metrics: dict = dataclasses.field(default_factory=dict)  # extra ledger fields
+
+
+class Evaluator(Protocol):
+  env_digest: str
+
+  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult: ...
+
+
+def _write_json_atomic(path: str, obj: Any, durable: bool = True) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f)
+    if durable:
+      f.flush()
+      os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+class SearchLoop:
+  def __init__(self, space: Space, evaluator: Evaluator, agent: Agent, run_dir: str, oracle: Oracle,
+               config: LoopConfig = LoopConfig(), initial: Any = None, force: bool = False,
+               on_trial: Callable[["SearchLoop", dict], None] | None = None):
+    self.space, self.evaluator, self.agent, self.oracle, self.config = space, evaluator, agent, oracle, config
+    self.run_dir = run_dir
+    self.on_trial = on_trial
+    os.makedirs(run_dir, exist_ok=True)
+    self.ledger = Ledger(run_dir, durable=config.durable)
+    self.state_path = os.path.join(run_dir, STATE_FILE)
+    self.current = initial if initial is not None else space.default()
+    self.best: dict | None = None          # ledger record of the kept best (its loss curve feeds early abort)
+    self.best_score: float | None = None   # the score to beat (the baseline's mean, then the kept best's)
+    self.baseline_scores: list[float] = []
+    self.sigma = 0.0
+    self.history: list[Outcome] = []
+    self.pending: dict | None = None
+    self.elapsed_s = 0.0
+    self.executed = 0                      # trials actually run (cached ones excluded)
+    self.cached_in_a_row = 0
+    if os.path.exists(self.state_path):
+      self._resume(force)
+    else:
+      self._save()
+
+  # ---- persistence -------------------------------------------------------------------------------
+  def _save(self) -> None:
+    _write_json_atomic(self.state_path, {
+        "env_digest": self.evaluator.env_digest, "agent_name": self.agent.name,
+        "agent": self.agent.state_dict(), "current": tree_lib.to_json(self.current),
+        "best_id": self.best["trial_id"] if self.best else None, "best_score": self.best_score,
+        "baseline_scores": self.baseline_scores,
+        "sigma": self.sigma, "pending": self.pending, "elapsed_s": self.elapsed_s, "executed": self.executed,
+        "cached_in_a_row": self.cached_in_a_row,
+    }, self.config.durable)
+
+  def _resume(self, force: bool) -> None:
+    try:
+      with open(self.state_path) as f:
+        st = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"cannot read {self.state_path}: {e}") from e
+    if st["env_digest"] != self.evaluator.env_digest and not force:
+      raise ValueError(f"frozen-environment digest changed ({st['env_digest']} -> {self.evaluator.env_digest}); "
+                       "results would not compare. Use a new --run-dir, or --force to resume anyway")
+    if st["agent_name"] != self.agent.name:
+      raise ValueError(f"run directory was made by agent {st['agent_name']!r}, not {self.agent.name!r}")
+    self.agent.load_state_dict(st["agent"])
+    self.current = tree_lib.from_json(st["current"])
+    self.baseline_scores, self.sigma = st["baseline_scores"], st["sigma"]
+    self.pending, self.elapsed_s = st["pending"], st["elapsed_s"]
+    self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
+    records = {r["trial_id"]: r for r in self.ledger.records()}
+    self.best = records.get(st["best_id"]) if st["best_id"] else None
+    self.best_score = st["best_score"]
+    self.history = [self._outcome(r) for r in self.ledger.records() if r.get("status") != "baseline"]
+
+  # ---- one trial ---------------------------------------------------------------------------------
+  def _outcome(self, rec: dict) -> Outcome:
+    score = rec.get("val_bpb")
+    if rec["status"] == "aborted" and rec.get("abort"):
+      score = rec["abort"].get("predicted_val_bpb")  # early-aborted: the curve fit's prediction
+    return Outcome(trial_id=rec["trial_id"], tree=tree_lib.from_json(rec["program"]),
+                   parent=tree_lib.from_json(rec["parent_program"]) if rec.get("parent_program") else None,
+                   edits=tuple(rec.get("edits") or ()), status=rec["status"], score=score,
+                   kept=bool(rec.get("kept")), best_before=rec.get("best_before"), sigma=rec.get("sigma", 0.0),
+                   info=rec.get("agent") or {})
+
+  def state(self) -> SearchState:
+    return SearchState(space=self.space, current=self.current,
+                       best_score=self.best_score, sigma=self.sigma,
+                       history=self.history, budget_used=self.oracle.budget_used(self.executed, self.elapsed_s))
+
+  def _next_id(self) -> str:
+    return f"{len(self.ledger):06d}"
+
+  def _propose(self) -> dict:
+    in_baseline = self.best_score is None
+    if in_baseline:
+      prop = Proposal(tree=self.current, parent=None, info={"baseline": len(self.baseline_scores)})
+    else:
+      prop = self.agent.propose(self.state())
+    return {
+        "trial_id": self._next_id(), "baseline": in_baseline,
+        "program": tree_lib.to_json(prop.tree),
+        "parent_program": tree_lib.to_json(prop.parent) if prop.parent is not None else None,
+        "edits": [e.to_dict() for e in prop.edits], "agent": prop.info,
+        "description": ("baseline" if in_baseline else
+                        tree_lib.diff(prop.parent, prop.tree) if prop.parent is not None else "random sample"),
+    }
+
+  def _cached(self, digest: str) -> dict | None:
+    if self.config.remeasure:
+      return None
+    for rec in self.ledger.find_digest(digest):
+      if not rec.get("cached"):
+        return rec
+    return None
+
+  def step(self) -> dict:
+    """Propose (or resume the pending trial), run, record, learn. Returns the ledger record."""
+    if self.pending is None:
+      self.pending = self._propose()
+      self._save()
+    pend = self.pending
+    done = {r["trial_id"]: r for r in self.ledger.find_digest(tree_lib.digest(tree_lib.from_json(pend["program"])))}
+    rec = done.get(pend["trial_id"]) or self._run(pend)
+    self._learn(pend, rec)
+    return rec
+
+  def _run(self, pend: dict) -> dict:
+    tree = tree_lib.from_json(pend["program"])
+    digest = tree_lib.digest(tree)
+    prior = None if pend["baseline"] else self._cached(digest)
+    t0 = time.time()
+    if prior is not None:
+      res = EvalResult(status=prior["run_status"], score=prior.get("val_bpb"),
+                       metrics={k: prior.get(k) for k in ("training_seconds", "compile_seconds", "peak_memory_mb",
+                                                            "total_tokens_M", "num_steps")})
+    else:
+      res = self.evaluator.evaluate(tree, pend["trial_id"], self.best, self.sigma)
+    best_before = self.best_score
+    kept = False
+    if pend["baseline"]:
+      status = "baseline" if res.status == "ok" else res.status
+    elif res.status == "ok":
+      kept = best_before is None or should_keep(best_before, res.score, self.sigma, self.config.keep_k)
+      status = "keep" if kept else "discard"
+    else:
+      status = res.status
+    rec = {**res.metrics, **{k: v for k, v in pend.items() if k != "baseline"},
+           "digest": digest, "status": status, "run_status": res.status, "val_bpb": res.score, "kept": kept,
+           "cached": prior is not None, "best_before": best_before, "sigma": self.sigma,
+           "env_digest": self.evaluator.env_digest, "started_at": t0, "finished_at": time.time()}
+    rec["parent"] = self.best["trial_id"] if self.best else None
+    self.ledger.append(rec)
+    return rec
+
+  def _learn(self, pend: dict, rec: dict) -> None:
+    if not rec.get("cached"):
+      self.executed += 1
+      self.elapsed_s += rec["finished_at"] - rec["started_at"]
+    self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
+    if pend["baseline"]:
+      if rec["run_status"] == "ok":
+        self.baseline_scores.append(rec["val_bpb"])
+      if len(self.baseline_scores) >= self.config.noise_repeats:
+        self.sigma = NoiseModel.from_samples(self.baseline_scores).sigma
+        self.best, self.best_score = rec, float(np.mean(self.baseline_scores))
+    else:
+      if rec["kept"]:
+        self.best, self.best_score = rec, rec["val_bpb"]
+        self.current = tree_lib.from_json(rec["program"])
+      outcome = self._outcome(rec)
+      self.history.append(outcome)
+      self.agent.observe(self.state(), outcome)
+    self.pending = None
+    self._save()
+    if self.on_trial:
+      self.on_trial(self, rec)
+
+  def run(self) -> str:
+    """Run until the oracle (or exhaustion) stops the loop; returns the reason."""
+    while True:
+      reason = self.oracle.check(executed=self.executed, elapsed_s=self.elapsed_s, history=self.history,
+                                 sigma=self.sigma, entropy=self.agent.entropy())
+      if reason is None and self.cached_in_a_row >= MAX_CACHED_IN_A_ROW:
+        reason = f"exhausted: {MAX_CACHED_IN_A_ROW} proposals in a row were already measured"
+      if reason:
+        return reason
+      self.step()

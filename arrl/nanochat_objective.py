@@ -1,0 +1,72 @@
+"""nanochat training as an arrl objective: one isolated worker process per trial.
+
+`run_trial` runs inside the worker (`arrl.worker`); `NanochatEvaluator` runs in the loop and turns a
+program tree into a `TrialJob`, with the early-abort watcher comparing against the kept best.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from arrl.abort import AbortPolicy, AbortReference, AbortWatcher
+from arrl.loop import EvalResult
+from arrl.nanochat_space import to_program
+from arrl.runner import Executor, TrialJob
+
+TRIAL_FN = "arrl.nanochat_objective:run_trial"
+STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on top of the compile cap
+
+
+def run_trial(payload: dict, ctx: Any) -> dict:
+  """Worker side: train the program under the budget; report progress; honour stop requests."""
+  from nanochat_jax.config import Program
+  from nanochat_jax.data import load_run_data
+  from nanochat_jax.env import get_preset
+  from nanochat_jax.train import train
+
+  preset = get_preset(payload["preset"])
+  data = load_run_data(preset, payload.get("data"), payload.get("val_data"), payload.get("cache_dir"))
+
+  def on_progress(info: dict) -> bool:
+    ctx.progress(t=info["t"], progress=info["progress"], loss=info["loss"], step=info["step"])
+    return ctx.should_stop()
+
+  res = train(Program.from_json(payload["program"]), preset, data, seed=payload.get("seed", 0),
+              budget_s=payload["budget_s"], on_progress=on_progress, log=lambda s: print(s, flush=True))
+  print(res.summary(), flush=True)
+  out = dataclasses.asdict(res)
+  del out["loss_curve"]  # the parent rebuilt it from the progress events
+  return out
+
+
+@dataclasses.dataclass
+class NanochatEvaluator:
+  executor: Executor
+  preset: str
+  budget_s: float
+  compile_cap_s: float
+  env_digest: str
+  run_dir: str
+  data: str | None = None
+  val_data: str | None = None
+  cache_dir: str | None = None
+  seed: int = 0
+  abort: AbortPolicy = AbortPolicy()
+  cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
+
+  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
+    payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
+               "seed": self.seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir}
+    os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
+    job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=self.budget_s,
+                   compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,
+                   eval_allowance_s=max(60.0, 0.5 * self.budget_s),
+                   log_path=os.path.join(self.run_dir, "logs", f"{trial_id}.log"))
+    watcher = AbortWatcher(self.abort, AbortReference.from_record(best, sigma))
+    res = self.executor.run(job, monitor=watcher, cancel=self.cancel)
+    if res.env_digest is not None and res.env_digest != self.env_digest:
+      return EvalResult(status="crash", score=None, metrics={**res.ledger_fields(), "error": (
+          f"worker saw environment {res.env_digest}, loop expects {self.env_digest}")})
+    return EvalResult(status=res.status, score=res.val_bpb if res.status == "ok" else None,
+                      metrics=res.ledger_fields())

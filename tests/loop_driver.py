@@ -1,0 +1,17 @@
+"""Runs arrl.search on a deterministic, slightly slow objective; killed and resumed by test_loop.py."""
+import sys
+import time
+
+import arrl.search
+
+SPACE = {f"x{i}": {"choices": list(range(5)), "default": 0} for i in range(4)}
+
+
+def objective(p: dict) -> float:
+  time.sleep(0.03)
+  return float(sum((v - i) ** 2 for i, v in enumerate(p.values())))
+
+
+if __name__ == "__main__":
+  run_dir, agent, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+  arrl.search.search(SPACE, objective, agent=agent, max_trials=n, seed=3, run_dir=run_dir)
