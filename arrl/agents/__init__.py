@@ -1,0 +1,23 @@
+"""Agents behind one small interface (`arrl.agents.base.Agent`), by name."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from arrl.agents.evolution import EvolutionAgent
+from arrl.agents.simple import GreedyAgent, RandomAgent
+
+AGENTS: dict[str, Callable[..., Any]] = {
+    "random": RandomAgent,
+    "greedy": GreedyAgent,
+    "evolution": EvolutionAgent,
+}
+
+
+def make_agent(name: str, seed: int = 0, **kwargs: Any):
+  if name not in AGENTS:
+    raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}")
+  return AGENTS[name](seed=seed, **kwargs)
+
+
+def register_agent(name: str, factory: Callable[..., Any]) -> None:
+  AGENTS[name] = factory
