@@ -34,4 +34,4 @@ class RunDisplay:
     self.console.print(
         f"trial {rec['trial_id']} [{colour}]{rec['status']:>15}[/{colour}]{cached} val_bpb {score} | best {best} "
         f"| sigma {loop.sigma:.4f} | {rate:.1f} trials/h | ETA {self.eta(loop.executed, loop.elapsed_s)} "
-        f"| {rec.get('description', '')}")
+        f"| {rec.get('description', '')}", soft_wrap=True)

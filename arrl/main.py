@@ -30,7 +30,7 @@ DEFAULT_AGENT = "evolution"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m arrl.main", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument("--preset", choices=["cpu", "gpu"], help="environment preset (default: gpu if a GPU is present)")
+  p.add_argument("--preset", choices=["cpu", "gpu", "tiny"], help="environment preset (default: gpu if a GPU is present)")
   p.add_argument("--budget-s", type=float, help="training seconds per trial (default: the preset's)")
   p.add_argument("--max-experiments", type=int, help="stop after this many trials have run (default: no limit)")
   p.add_argument("--max-hours", type=float, help="stop after this many hours of trials (default: no limit)")
@@ -83,7 +83,10 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
       seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested)
   oracle = Oracle(max_experiments=args.max_experiments, max_hours=args.max_hours,
                   patience=args.patience or None, run_dir=args.run_dir, signals=signals)
-  return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed), args.run_dir,
+  # Random programs of the full nanochat space are mostly hopeless: evolution starts from one-edit mutants.
+  agent_kwargs = {"init": "mutate"} if args.agent == "evolution" else {}
+  return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
+                    args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,
                                        remeasure=args.remeasure, seed=args.seed),
                     force=args.force, on_trial=display.trial if display else None)

@@ -253,7 +253,7 @@ def default_preset_name() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m nanochat_jax.train", description=__doc__.split("\n\n")[0])
   p.add_argument("--program", help="training program JSON (default: the preset's program)")
-  p.add_argument("--preset", choices=["gpu", "cpu"], help="default: gpu if a GPU is present, else cpu")
+  p.add_argument("--preset", choices=["gpu", "cpu", "tiny"], help="default: gpu if a GPU is present, else cpu")
   p.add_argument("--budget-s", type=float, help="training seconds (default: the preset's budget)")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")

@@ -1,0 +1,79 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from arrl import main as arrl_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ["--preset", "--budget-s", "--max-experiments", "--max-hours", "--run-dir", "--agent", "--seed", "--data"]
+
+
+def run_main(*args, **kw):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.Popen([sys.executable, "-m", "arrl.main", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_help_explains_every_flag(capsys):
+  with pytest.raises(SystemExit) as e:
+    arrl_main.parse_args(["--help"])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  assert all(flag in out for flag in FLAGS)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-experiments", "0"], "--max-experiments must be >= 1"),
+    (["--budget-s", "-3"], "--budget-s must be > 0"),
+    (["--agent", "nope"], "unknown --agent"),
+])
+def test_bad_flags_exit_nonzero_with_a_clear_message(argv, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    arrl_main.parse_args(argv)
+  assert e.value.code != 0 and message in capsys.readouterr().err
+
+
+def test_unusable_run_dir_is_one_clear_line_and_nothing_is_overwritten(tmp_path, capsys):
+  not_a_dir = tmp_path / "file"
+  not_a_dir.write_text("keep me")
+  assert arrl_main.main(["--preset", "tiny", "--run-dir", str(not_a_dir)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("error: ") and "not a directory" in err[-1]
+  assert not_a_dir.read_text() == "keep me"
+  broken = tmp_path / "run"
+  broken.mkdir()
+  (broken / "state.json").write_text("{garbage")
+  assert arrl_main.main(["--preset", "tiny", "--run-dir", str(broken)]) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: cannot read")
+  assert (broken / "state.json").read_text() == "{garbage"
+
+
+def test_end_to_end_sigint_then_resume(tmp_path):
+  run_dir = tmp_path / "run"
+  args = ["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--run-dir", str(run_dir)]
+  proc = run_main(*args, "--max-experiments", "5")
+  ledger = run_dir / "trials.jsonl"
+  deadline = time.time() + 400
+  while not (ledger.exists() and ledger.read_text().count("\n") >= 1) and time.time() < deadline:
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)  # finish the trial in flight, save, exit 0
+  out, err = proc.communicate(timeout=400)
+  assert proc.returncode == 0, err[-3000:]
+  assert "stop_reason: signal" in out
+  first = [json.loads(line) for line in ledger.read_text().splitlines()]
+  assert 1 <= len(first) <= 2 and first[0]["status"] == "baseline" and first[0]["val_bpb"] > 0
+  assert json.loads((run_dir / "state.json").read_text())["pending"] is None
+
+  proc = run_main(*args, "--max-experiments", "3")
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-3000:]
+  recs = [json.loads(line) for line in ledger.read_text().splitlines()]
+  assert [r["trial_id"] for r in recs[:len(first)]] == [r["trial_id"] for r in first]  # nothing lost or redone
+  assert len(recs) == 3 and len({r["trial_id"] for r in recs}) == 3
+  assert "stop_reason: max-experiments" in out and "best_val_bpb: " in out
+  assert (run_dir / "results.tsv").read_text().startswith("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n")
