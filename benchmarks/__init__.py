@@ -1,0 +1,1 @@
+"""Measured benchmarks (not tests): throughput, agent comparisons, per-trial costs."""
