@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
   presets = (args.presets or ("gpu,cpu" if on_gpu() else "cpu")).split(",")
   report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "python": sys.version.split()[0], "jax": jax.__version__,
-                        "devices": [d.device_kind for d in jax.devices()]},
+                        "devices": [d.device_kind for d in jax.devices()], "cpus": os.cpu_count(),
+                        "load_average_1m": os.getloadavg()[0]},
             "date": time.strftime("%Y-%m-%d"), "results": [measure(name, args.steps) for name in presets]}
   text = json.dumps(report, indent=1)
   print(text)
