@@ -48,3 +48,12 @@ def tiny_cache_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_data(tiny_corpus_dir, tiny_cache_dir):
   return load_run_data(TINY_PRESET, tiny_corpus_dir, None, tiny_cache_dir)
+
+
+@pytest.fixture
+def fresh_mlp_registry(monkeypatch):
+  """Registrations made by a test are undone after it (the registries are process-wide)."""
+  import arrl.nanochat_space as ns
+  from nanochat_jax import model as nc_model
+  monkeypatch.setattr(nc_model, "MLP_VARIANTS", dict(nc_model.MLP_VARIANTS))
+  monkeypatch.setattr(ns, "_MLPS", dict(ns._MLPS))

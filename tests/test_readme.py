@@ -22,7 +22,7 @@ def test_readme_commands_come_first():
   assert "python -m arrl.main" in head[0] and "python -m pytest" in head[1]
 
 
-def test_extend_example_registers_a_choosable_trainable_variant(tiny_data):
+def test_extend_example_registers_a_choosable_trainable_variant(tiny_data, fresh_mlp_registry):
   exec(compile(extend_example(), "README.md", "exec"), {})
   assert "relu" in nc_model.MLP_VARIANTS
   space = nanochat_space(TINY_PRESET)
