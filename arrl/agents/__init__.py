@@ -6,10 +6,17 @@ from typing import Any, Callable
 from arrl.agents.evolution import EvolutionAgent
 from arrl.agents.simple import GreedyAgent, RandomAgent
 
+
+def _tpe(**kw: Any):
+  from arrl.agents.tpe import TPEAgent  # optuna is imported only when TPE is used
+  return TPEAgent(**kw)
+
+
 AGENTS: dict[str, Callable[..., Any]] = {
     "random": RandomAgent,
     "greedy": GreedyAgent,
     "evolution": EvolutionAgent,
+    "tpe": _tpe,
 }
 
 

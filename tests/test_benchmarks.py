@@ -1,0 +1,132 @@
+"""Benchmarks: the NAS-Bench-Graph space is the table, regret/interval maths, LM ledgers, and a suite smoke run."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from arrl.tree import Node
+from benchmarks import lm, nas, report
+from benchmarks.nasbench_graph import OP_FIELDS, NasBenchGraph, Record
+from benchmarks.run import main
+from benchmarks.stats import mean_ci, t975
+
+
+@pytest.fixture(scope="module")
+def cora():
+  return NasBenchGraph("cora")
+
+
+@pytest.mark.parametrize("dataset, size", [("cora", 26206), ("proteins", 2021)])
+def test_space_is_exactly_the_table(dataset, size):
+  bench = NasBenchGraph(dataset)
+  assert len(bench.table) == size
+  grammar, reached, rejected = bench.space.grammar, set(), []
+  for params in bench.raw_architectures():
+    ok = grammar.check_constraints(Node("params", "flat", params)) is None
+    assert ok == (bench.key(params) in bench.table)  # the constraint admits a point iff the table holds it
+    if ok:
+      reached.add(bench.key(params))
+    else:
+      rejected.append(params)
+  assert reached == set(bench.table)  # every architecture reachable
+  assert len(rejected) == 9 and all({r[f] for f in OP_FIELDS} == {"skip"} for r in rejected)
+  assert len(list(bench.raw_architectures())) == 9 * len(bench.ops) ** 4
+
+
+def test_objective_reads_the_table(cora):
+  default = cora.space.to_params(cora.space.default())
+  assert cora.objective(default) == -cora.record(default).valid
+  isomorphic = [{"link": "0000", **dict(zip(OP_FIELDS, ops))} for ops in (("gcn", "gat", "gat", "gat"),
+                                                                           ("gat", "gat", "gcn", "gat"))]
+  assert cora.record(isomorphic[0]) == cora.record(isomorphic[1])  # parallel branches commute
+  with pytest.raises(ValueError, match="not in the cora table"):
+    cora.record({"link": "0123", **{f: "skip" for f in OP_FIELDS}})
+  with pytest.raises(ValueError, match="unknown NAS-Bench-Graph dataset"):
+    NasBenchGraph("mnist")
+  assert 0 < nas.best_valid_regret(cora) < 100 * (cora.best_test - min(r.test for r in cora.table.values()))
+
+
+def test_regret_follows_the_best_validation_selection(cora):
+  recs = [Record(0.5, 0.6, 0, 0), Record(0.7, 0.5, 0, 0), Record(0.6, 0.9, 0, 0), Record(0.8, 0.7, 0, 0)]
+  test, valid = nas.regret_curves(cora, recs, 6)
+  best, best_valid = 100 * cora.best_test, 100 * cora.best_valid
+  np.testing.assert_allclose(test, [best - 60, best - 50, best - 50, best - 70, best - 70, best - 70])
+  np.testing.assert_allclose(valid, best_valid - np.array([50, 70, 70, 80, 80, 80]))
+  with pytest.raises(ValueError):
+    nas.regret_curves(cora, [], 3)
+
+
+def test_mean_ci_matches_the_t_interval():
+  x = np.array([[1.0, 0.0], [3.0, 0.0], [5.0, 0.0]])
+  mean, lo, hi = mean_ci(x)
+  np.testing.assert_allclose(mean, [3.0, 0.0])
+  np.testing.assert_allclose(hi - mean, [4.303 * 2 / np.sqrt(3), 0.0])
+  np.testing.assert_allclose(mean - lo, hi - mean)
+  assert abs(t975(1000) - 1.962) < 0.002 and t975(1) == 12.706
+  with pytest.raises(ValueError):
+    t975(0)
+
+
+def _record(tid, status, val, curve_level, parent=None, kept=False, t0=0.0):
+  curve = [[p, curve_level + 1.0 / p] for p in np.linspace(0.06, 1.0, 40)]
+  return {"trial_id": tid, "status": status, "val_bpb": val, "parent": parent, "kept": kept, "sigma": 0.001,
+          "cached": False, "loss_curve": curve, "training_seconds": 10.0, "total_seconds": 14.0,
+          "started_at": t0, "finished_at": t0 + 14.0}
+
+
+def test_ledger_summaries_overhead_and_replayed_aborts():
+  base = _record("0", "baseline", 1.5, 3.0)
+  worse = _record("1", "discard", 2.0, 5.0, parent="0", t0=15.0)     # far above the best's curve: abort
+  better = _record("2", "keep", 1.4, 2.9, parent="0", kept=True, t0=30.0)
+  assert lm.would_abort(worse, {"0": base}, lm.AbortPolicy()) == pytest.approx(0.3, abs=0.05)
+  assert lm.would_abort(better, {"0": base}, lm.AbortPolicy()) is None
+  assert lm.would_abort(base, {"0": base}, lm.AbortPolicy()) is None
+  eff = lm.efficiency({"a-s0-noabort": [base, worse, better]}, budget_s=10.0)
+  assert eff["overhead_share"]["mean"] == pytest.approx(0.4) and eff["loop_gap_s"]["median"] == pytest.approx(1.0)
+  assert eff["replayed_abort_policy"]["would_abort"] == 1 and eff["replayed_abort_policy"]["would_abort_kept"] == 0
+  aborted = {**worse, "status": "aborted", "val_bpb": None, "training_seconds": 3.0}
+  assert lm.efficiency({"a-s0": [base, aborted]}, 10.0)["abort_saved_s"] == pytest.approx(7.0)
+  best, wall = lm.best_so_far([base, worse, better])
+  np.testing.assert_allclose(best, [1.5, 1.5, 1.4])
+  np.testing.assert_allclose(wall, [14.0, 29.0, 44.0])
+  s = lm.summarize([[base, worse, better], [base, better]], trials=3)
+  assert s["runs"] == 2 and s["trials"] == 2 and s["final"] == [1.5, 1.4]
+
+
+def test_lm_report_renders(tmp_path):
+  runs = {"evolution-s0": [_record("0", "baseline", 1.5, 3.0), _record("1", "keep", 1.4, 2.9, "0", True, 15.0)]}
+  res = {"preset": "tiny", "budget_s": 10.0, "trials": 2, "seeds": 1, "abort_check": False,
+         "exit_codes": {"evolution-s0": 0}, "groups": {"evolution": lm.summarize(list(runs.values()), 2)},
+         "efficiency": {"evolution": lm.efficiency(runs, 10.0), "all": lm.efficiency(runs, 10.0)}}
+  text = "\n".join(report.lm_section(res))
+  assert "| evolution | 1 | 2 | 1.4000" in text and "40.0%" in text and "--lm-abort-check" in text
+  report.plot_lm(res, str(tmp_path / "t.png"), str(tmp_path / "w.png"))
+  assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "w.png").stat().st_size > 0
+
+
+def test_smoke_suite_writes_json_png_and_markdown(tmp_path):
+  out = str(tmp_path / "res")
+  assert main(["--suite", "smoke", "--out", out, "--agents", "random,greedy,evolution,tpe,uniform"]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    res = json.load(f)
+  assert {"platform", "cpu", "cores", "python", "jax", "date"} <= set(res["machine"])
+  cora = res["nas"]["cora"]["agents"]
+  assert set(cora) == {"random", "greedy", "evolution", "tpe", "uniform"}
+  for s in cora.values():
+    assert len(s["runs"]) == 2 and len(s["mean"]) == 20 and s["at"]["20"]["lo"] <= s["at"]["20"]["mean"]
+    assert all(min(r["regret"]) >= 0 and r["queries_run"] <= 20 for r in s["runs"])
+  with open(os.path.join(out, "nas_cora.png"), "rb") as f:
+    assert f.read(4) == b"\x89PNG"
+  with open(os.path.join(out, "README.md")) as f:
+    text = f.read()
+  assert "| agent | 20 queries | valid regret @20 | s/run |" in text and "`ppo` was not benchmarked" in text
+  assert "Skipped" in text
+
+
+def test_bad_command_lines_fail_clearly(capsys):
+  for argv, msg in ((["--agents", "nope"], "unknown agent"), (["--datasets", "mnist"], "unknown dataset"),
+                    (["--nas-seeds", "0"], "--nas-seeds must be >= 1")):
+    with pytest.raises(SystemExit):
+      main(argv)
+    assert msg in capsys.readouterr().err
