@@ -24,7 +24,8 @@ from arrl.nanochat_space import nanochat_space
 from arrl.oracle import Oracle, StopSignals
 from arrl.runner import LocalProcessExecutor, TrialCancelled
 
-DEFAULT_AGENT = "evolution"
+DEFAULT_AGENT = "ppo"
+_USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--run-dir", help="run directory; an existing one is resumed (default: runs/<time>-<preset>)")
   p.add_argument("--agent", default=DEFAULT_AGENT, help=f"search agent: {', '.join(sorted(AGENTS))}")
   p.add_argument("--seed", type=int, default=0, help="seed of the agent and of every trial's training")
+  p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
   p.add_argument("--noise-repeats", type=int, default=2, help="baseline runs that estimate the noise sigma")
@@ -60,8 +62,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def default_preset() -> str:
+  # The loop process only runs the agent (on CPU): it must not reserve the GPU memory the trial workers need.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   import jax  # deferred: `--help` and argument errors stay instant
   return "gpu" if jax.default_backend() == "gpu" else "cpu"
+
+
+def worker_env() -> dict[str, str]:
+  """Trial workers get the GPU memory behaviour the user asked for (default: XLA preallocation)."""
+  env = dict(os.environ)
+  env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+  if _USER_PREALLOCATE is not None:
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = _USER_PREALLOCATE
+  return env
 
 
 def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDisplay | None) -> SearchLoop:
@@ -78,13 +91,15 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   data = load_run_data(preset, args.data, args.val_data, args.cache_dir)  # warms the cache workers read
   digest = data.env_digest(preset, budget)
   evaluator = NanochatEvaluator(
-      executor=LocalProcessExecutor(), preset=preset.name, budget_s=budget, compile_cap_s=preset.compile_cap_s,
+      executor=LocalProcessExecutor(env=worker_env()), preset=preset.name, budget_s=budget, compile_cap_s=preset.compile_cap_s,
       env_digest=digest, run_dir=args.run_dir, data=args.data, val_data=args.val_data, cache_dir=args.cache_dir,
       seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested)
   oracle = Oracle(max_experiments=args.max_experiments, max_hours=args.max_hours,
                   patience=args.patience or None, run_dir=args.run_dir, signals=signals)
   # Random programs of the full nanochat space are mostly hopeless: evolution starts from one-edit mutants.
   agent_kwargs = {"init": "mutate"} if args.agent == "evolution" else {}
+  if args.agent == "ppo":
+    agent_kwargs = {"ckpt_dir": os.path.join(os.path.abspath(args.run_dir), "ppo"), "init_from": args.agent_init}
   return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,

@@ -12,11 +12,17 @@ def _tpe(**kw: Any):
   return TPEAgent(**kw)
 
 
+def _ppo(**kw: Any):
+  from arrl.ppo import PPOAgent  # imports JAX only when used
+  return PPOAgent(**kw)
+
+
 AGENTS: dict[str, Callable[..., Any]] = {
     "random": RandomAgent,
     "greedy": GreedyAgent,
     "evolution": EvolutionAgent,
     "tpe": _tpe,
+    "ppo": _ppo,
 }
 
 

@@ -1,0 +1,282 @@
+"""PPOAgent: proposes composite edits (site, then value; up to M, until STOP) and learns from the trials.
+
+    agent = PPOAgent(seed=0, ckpt_dir="runs/x/ppo")        # or make_agent("ppo", seed=0, ...)
+    arrl.search(space, objective, agent="ppo", max_trials=200)
+
+Options (all with defaults) are the fields of AgentConfig, NetConfig, PPOConfig and RewardConfig, passed
+flat: PPOAgent(seed=1, d_model=32, update_every=16, reward_clip=3.0).
+
+Persistence. `state_dict()` is JSON: sampling RNG, update RNG key, counters, the transitions since the last
+update and those still pending (proposed, not yet observed), plus the network: with `ckpt_dir`, an orbax
+step number (parameters, optimizer state, RNG key and the batch are saved there at every update); without,
+the parameters and optimizer state themselves as base64 text. Restoring it gives the identical next
+proposal. `init_from` warm-starts the network parameters from another run's `ckpt_dir` (newest step).
+
+The agent runs its network on the CPU by default (`device="cpu"`): the GPU belongs to the trials.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arrl import tree as tree_lib
+from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
+from arrl.edits import make_edit
+from arrl.ppo import network
+from arrl.ppo.batch import Actions, Transition, empty_tokens, stack_tokens, stack_transitions
+from arrl.ppo.checkpoint import OrbaxStore, pack, unpack, unpack_leaves
+from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
+from arrl.ppo.reward import RewardConfig, reward
+from arrl.ppo.update import PPOConfig, make_optimizer, ppo_update
+
+STATE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+  history: int = 32            # K: past trials the encoder reads
+  update_every: int = 8        # N: trials per PPO update
+  ent_start: float = 0.01      # entropy bonus, annealed linearly over the budget used
+  ent_end: float = 0.001
+  stop_bias: float = 1.0       # initial extra logit of STOP: P(STOP after an edit) starts near sigmoid(1) = 0.73
+  prior: float = 4.0           # initial weight of a candidate's regret in its logit (network.PolicyValueNet)
+  device: str = "cpu"          # where the network runs ("cpu", "gpu", or "default")
+
+  def __post_init__(self) -> None:
+    if self.history < 1 or self.update_every < 2:
+      raise ValueError(f"history must be >= 1 and update_every >= 2, got {self.history}, {self.update_every}")
+    if min(self.ent_start, self.ent_end) < 0:
+      raise ValueError(f"entropy coefficients must be >= 0, got {self.ent_start}, {self.ent_end}")
+
+
+_CONFIGS = (AgentConfig, network.NetConfig, PPOConfig, RewardConfig)
+
+
+def split_options(options: dict[str, Any]) -> tuple[AgentConfig, network.NetConfig, PPOConfig, RewardConfig]:
+  known = {f.name: cls for cls in _CONFIGS for f in dataclasses.fields(cls)}
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise ValueError(f"unknown ppo option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+  return tuple(cls(**{k: v for k, v in options.items() if known[k] is cls}) for cls in _CONFIGS)
+
+
+def _device(name: str) -> jax.Device | None:
+  if name == "default":
+    return None
+  try:
+    return jax.devices(name)[0]
+  except RuntimeError as e:
+    raise ValueError(f"ppo device {name!r} is not available ({e}); use 'cpu', 'gpu' or 'default'") from None
+
+
+def _sample(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> int:
+  p = np.where(legal, np.exp(logp.astype(np.float64)), 0.0)
+  return int(rng.choice(len(p), p=p / p.sum()))
+
+
+class PPOAgent:
+  """Each proposal: encode the state once, then pick a site (or STOP) and a value for it, up to M times, each
+  from a categorical over the legal candidates (programs measured already or in flight are masked out).
+  Each finished trial's reward goes into a buffer; every `update_every` trials one jitted PPO update."""
+  name = "ppo"
+
+  def __init__(self, seed: int = 0, ckpt_dir: str | None = None, init_from: str | None = None, **options: Any):
+    self.options = dict(options)
+    self.cfg, self.net_cfg, self.ppo_cfg, self.reward_cfg = split_options(options)
+    if self.cfg.update_every % self.ppo_cfg.minibatches:
+      raise ValueError(f"update_every={self.cfg.update_every} must be a multiple of "
+                       f"minibatches={self.ppo_cfg.minibatches}")
+    self.feat_cfg = FeatureConfig(buckets=self.net_cfg.buckets, history=self.cfg.history,
+                                  max_edits=self.net_cfg.max_edits, reward=self.reward_cfg)
+    self.device = _device(self.cfg.device)
+    with self._on_device():
+      self.params = jnp.asarray(network.init_params(self.net_cfg, seed, self.cfg.stop_bias, self.cfg.prior))
+      self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
+      self.key = np.asarray(jax.random.PRNGKey(seed + 1), np.uint32)
+    self.rng = np.random.default_rng(seed)
+    self.store = OrbaxStore(ckpt_dir) if ckpt_dir else None
+    self.proposed = 0                             # proposals made (their ids)
+    self.updates = 0
+    self.pending: dict[int, Transition] = {}      # proposal id -> transition awaiting its reward
+    self.in_flight: dict[int, Any] = {}           # proposal id -> its program (not proposed again meanwhile)
+    self.buffer: list[Transition] = []            # rewarded transitions since the last update
+    self.entropies: collections.deque = collections.deque(maxlen=self.cfg.update_every)  # nats per decision
+    self.metrics: dict[str, float] = {}
+    self._weights: str | None = None              # cached packed network for state_dict without ckpt_dir
+    if init_from:
+      self.params = self._to_device(OrbaxStore(init_from).restore(None, {"params": self.params})["params"])
+
+  def _on_device(self):
+    return jax.default_device(self.device)
+
+  def _to_device(self, tree: Any) -> Any:
+    return jax.device_put(tree, self.device) if self.device is not None else tree
+
+  # ---- proposing -----------------------------------------------------------------------------------------
+  def propose(self, state: SearchState) -> Proposal:
+    return self.propose_batch(state, 1)[0]
+
+  def propose_batch(self, state: SearchState, n: int) -> list[Proposal]:
+    """Up to `n` proposals of distinct programs, none measured or in flight already (fewer only when the
+    policy finds no new program in 20 * n samples, e.g. a tiny space), for parallel workers."""
+    if n < 1:
+      raise ValueError(f"propose_batch needs n >= 1, got {n}")
+    with self._on_device():
+      stats = HistoryStats.of(state, self.reward_cfg, self.in_flight.values())
+      obs = observation(state, stats, self.feat_cfg)
+      h, value = network.encode(self.net_cfg, self.params, stack_tokens([obs], obs.kind.shape[0]))
+      out: list[Proposal] = []
+      seen = {state.current}
+      for _ in range(20 * n):
+        prop, tr, decisions, ent = self._sample(state, stats, obs, h, float(value[0]))
+        if prop.tree in seen:
+          continue
+        seen.add(prop.tree)
+        self.pending[self.proposed], self.in_flight[self.proposed] = tr, prop.tree
+        out.append(dataclasses.replace(prop, info={"ppo_id": self.proposed, "logp": float(tr.logp),
+                                                   "value": float(tr.value), "entropy": ent}))
+        self.entropies.append(ent / decisions)
+        self.proposed += 1
+        if len(out) == n:
+          break
+    return out
+
+  def _sample(self, state: SearchState, stats: HistoryStats, obs, h, value: float):
+    """One composite action: returns (proposal, transition, decisions made, summed entropy)."""
+    space, M = state.space, self.net_cfg.max_edits
+    tree, chosen, edits = state.current, set(), []
+    ctx = jnp.zeros_like(h)
+    sites_tok, values_tok = [], []
+    site_idx, value_idx = np.zeros(M, np.int32), np.zeros(M, np.int32)
+    site_on, value_on = np.zeros(M, bool), np.zeros(M, bool)
+    logp, entropy = 0.0, 0.0
+    for j in range(M):
+      c = Candidates.of(space, tree, chosen, stats)
+      if j == 0 and not c.sites:
+        raise ValueError("the program has no legal edit: the search space is a single point")
+      st = site_tokens(space, c, j, stats, self.feat_cfg)
+      slogp, skeys = network.site_scores(self.net_cfg, self.params, h, ctx, j, stack_tokens([st], len(st.kind)))
+      slogp = np.asarray(slogp[0])
+      i = _sample(self.rng, slogp, st.mask)
+      sites_tok.append(st)
+      site_idx[j], site_on[j] = i, True
+      logp += float(slogp[i])
+      entropy += float(-np.sum(np.where(st.mask, np.exp(slogp) * slogp, 0.0)))
+      if i == 0:  # STOP
+        values_tok.append(empty_tokens((1,)))
+        break
+      site = c.sites[i - 1]
+      vt = value_tokens(space, c, site, stats, self.feat_cfg)
+      vlogp, vkeys = network.value_scores(self.net_cfg, self.params, h, ctx, j, skeys[:, i],
+                                          stack_tokens([vt], len(vt.kind)))
+      vlogp = np.asarray(vlogp[0])
+      k = _sample(self.rng, vlogp, vt.mask)
+      values_tok.append(vt)
+      value_idx[j], value_on[j] = k, True
+      logp += float(vlogp[k])
+      entropy += float(-np.sum(np.where(vt.mask, np.exp(vlogp) * vlogp, 0.0)))
+      edit = make_edit(site, c.values[site][k])
+      edits.append(edit)
+      chosen.add(site)
+      tree = space.apply(tree, edit)
+      ctx = ctx + skeys[:, i] + vkeys[:, k]
+    steps = len(sites_tok)
+    empty = empty_tokens((1,))
+    act = Actions(sites=stack_tokens(sites_tok + [empty] * (M - steps)), site_idx=site_idx,
+                  values=stack_tokens(values_tok + [empty] * (M - steps)), value_idx=value_idx,
+                  site_on=site_on, value_on=value_on)
+    tr = Transition(obs=obs, act=act, logp=np.float32(logp), value=np.float32(value), reward=np.float32(0.0))
+    prop = Proposal(tree=tree, parent=state.current, edits=tuple(edits))
+    return prop, tr, int(site_on.sum() + value_on.sum()), entropy
+
+  # ---- learning ------------------------------------------------------------------------------------------
+  def observe(self, state: SearchState, outcome: Outcome) -> None:
+    pid = (outcome.info or {}).get("ppo_id")
+    tr = self.pending.pop(pid, None)
+    self.in_flight.pop(pid, None)
+    if tr is None:  # not proposed by this agent (or already observed): nothing to learn from
+      return
+    self.buffer.append(tr._replace(reward=np.float32(reward(outcome, self.reward_cfg))))
+    if len(self.buffer) >= self.cfg.update_every:
+      self._update(state)
+
+  def _update(self, state: SearchState) -> None:
+    with self._on_device():
+      batch = stack_transitions(self.buffer)
+      stats = HistoryStats.of(state, self.reward_cfg, self.in_flight.values())
+      obs = observation(state, stats, self.feat_cfg)
+      self.key, sub = (np.asarray(k, np.uint32) for k in jax.random.split(self.key))
+      frac = min(1.0, max(0.0, float(state.budget_used)))
+      ent_coef = np.float32(self.cfg.ent_start + (self.cfg.ent_end - self.cfg.ent_start) * frac)
+      self.params, self.opt_state, metrics = ppo_update(self.net_cfg, self.ppo_cfg, self.params, self.opt_state,
+                                                        batch, stack_tokens([obs], obs.kind.shape[0]), sub, ent_coef)
+    self.metrics = {k: float(v) for k, v in metrics.items()}
+    self.buffer = []
+    self.updates += 1
+    self._weights = None
+    if self.store is not None:
+      self.store.save(self.updates, {"params": self.params, "opt_state": self.opt_state, "key": self.key,
+                                     "rng": np.frombuffer(json.dumps(rng_state(self.rng)).encode(), np.uint8),
+                                     "batch": batch})
+
+  def entropy(self) -> float | None:
+    """Mean policy entropy per decision over the latest proposals (nats), None before the first."""
+    return float(np.mean(self.entropies)) if self.entropies else None
+
+  # ---- persistence ---------------------------------------------------------------------------------------
+  def _transition_template(self) -> Transition:
+    M = self.net_cfg.max_edits
+    toks = empty_tokens((M, 1))
+    z = np.zeros(M, np.int32)
+    return Transition(obs=empty_tokens((1,)), act=Actions(toks, z, toks, z, z.astype(bool), z.astype(bool)),
+                      logp=np.float32(0), value=np.float32(0), reward=np.float32(0))
+
+  def _unpack_transition(self, text: str) -> Transition:
+    # token axes vary in length, so the template fixes the structure only; shapes come from the data
+    return jax.tree.unflatten(jax.tree.structure(self._transition_template()), unpack_leaves(text))
+
+  def state_dict(self) -> dict:
+    if self.store is not None:
+      weights = {"orbax_step": self.updates if self.updates else None}
+    else:
+      if self._weights is None:
+        self._weights = pack({"params": self.params, "opt_state": self.opt_state})
+      weights = {"packed": self._weights}
+    return {"version": STATE_VERSION, "options": self.options, "rng": rng_state(self.rng),
+            "key": self.key.tolist(), "proposed": self.proposed, "updates": self.updates,
+            "pending": {str(k): pack(v) for k, v in self.pending.items()},
+            "in_flight": {str(k): tree_lib.to_json(t) for k, t in self.in_flight.items()},
+            "buffer": [pack(t) for t in self.buffer], "entropies": list(self.entropies), "metrics": self.metrics,
+            "weights": weights}
+
+  def load_state_dict(self, d: dict) -> None:
+    if d.get("version") != STATE_VERSION:
+      raise ValueError(f"ppo state version {d.get('version')!r} is not {STATE_VERSION}")
+    if d["options"] != self.options:
+      raise ValueError(f"ppo state was saved with options {d['options']}, this agent has {self.options}")
+    weights = d["weights"]
+    template = {"params": self.params, "opt_state": self.opt_state}
+    if "packed" in weights:
+      restored = unpack(weights["packed"], template)
+    elif weights.get("orbax_step") is not None:
+      if self.store is None:
+        raise ValueError("ppo state points to an orbax checkpoint but this agent has no ckpt_dir")
+      restored = self.store.restore(weights["orbax_step"], template)
+    else:
+      restored = template  # saved before the first update: the freshly built network is the same one
+    self.params, self.opt_state = self._to_device(restored["params"]), self._to_device(restored["opt_state"])
+    set_rng_state(self.rng, d["rng"])
+    self.key = np.asarray(d["key"], np.uint32)
+    self.proposed, self.updates = d["proposed"], d["updates"]
+    self.pending = {int(k): self._unpack_transition(v) for k, v in d["pending"].items()}
+    self.in_flight = {int(k): tree_lib.from_json(t) for k, t in d["in_flight"].items()}
+    self.buffer = [self._unpack_transition(v) for v in d["buffer"]]
+    self.entropies = collections.deque(d["entropies"], maxlen=self.cfg.update_every)
+    self.metrics = dict(d["metrics"])
+    self._weights = weights.get("packed")

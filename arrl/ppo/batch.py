@@ -1,0 +1,93 @@
+"""The arrays the network reads: tokens, a composite action, a transition; padding to bucketed sizes.
+
+Every token (a program field, a past trial, the global summary, a candidate site or value) has the same
+layout, so one embedding function reads them all:
+  ids   [..., HASH_SLOTS] int32   hashed strings (0 = empty slot), summed into one embedding
+  nums  [..., NUM_FEATS]  float32 numeric features, projected per token kind
+  kind  [...]             int32   one of the KIND_* constants
+  mask  [...]             bool    False for padding (and, for candidates, for illegal choices)
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+HASH_SLOTS = 12
+NUM_FEATS = 12
+KIND_GLOBAL, KIND_PROGRAM, KIND_TRIAL, KIND_SITE, KIND_VALUE, KIND_STOP = range(6)
+N_KINDS = 6
+REGRET = 1       # nums index, in site and value tokens, of the history's verdict on that choice, in [-1, 0]:
+                 # how much worse than the best the best program with that setting was (features.HistoryStats)
+
+
+class Tokens(NamedTuple):
+  ids: np.ndarray
+  nums: np.ndarray
+  kind: np.ndarray
+  mask: np.ndarray
+
+
+class Actions(NamedTuple):
+  """One composite action: up to M (site, value) choices. Step j chooses `site_idx[j]` among `sites[j]`
+  (index 0 is STOP), then, unless it chose STOP, `value_idx[j]` among `values[j]`."""
+  sites: Tokens          # [M, S]
+  site_idx: np.ndarray   # [M] int32
+  values: Tokens         # [M, V]
+  value_idx: np.ndarray  # [M] int32
+  site_on: np.ndarray    # [M] bool: a site was chosen at step j
+  value_on: np.ndarray   # [M] bool: a value was chosen at step j
+
+
+class Transition(NamedTuple):
+  obs: Tokens            # [T] the encoder's input: global token, program tokens, trial tokens
+  act: Actions
+  logp: np.ndarray       # [] log-probability of the action when it was sampled
+  value: np.ndarray      # [] the critic's value then
+  reward: np.ndarray     # []
+
+
+def bucket(n: int, minimum: int = 8) -> int:
+  """The padded size for n items: the next power of two, at least `minimum` (few distinct jit shapes)."""
+  size = minimum
+  while size < n:
+    size *= 2
+  return size
+
+
+def empty_tokens(shape: tuple[int, ...]) -> Tokens:
+  return Tokens(ids=np.zeros((*shape, HASH_SLOTS), np.int32), nums=np.zeros((*shape, NUM_FEATS), np.float32),
+                kind=np.zeros(shape, np.int32), mask=np.zeros(shape, bool))
+
+
+def pad_tokens(t: Tokens, size: int) -> Tokens:
+  """Pads the last token axis to `size` with masked-out tokens."""
+  n = t.kind.shape[-1]
+  if n > size:
+    raise ValueError(f"cannot pad {n} tokens to {size}")
+  extra = size - n
+  lead = [(0, 0)] * (t.kind.ndim - 1)
+  return Tokens(ids=np.pad(t.ids, lead + [(0, extra), (0, 0)]), nums=np.pad(t.nums, lead + [(0, extra), (0, 0)]),
+                kind=np.pad(t.kind, lead + [(0, extra)]), mask=np.pad(t.mask, lead + [(0, extra)]))
+
+
+def stack_tokens(rows: Sequence[Tokens], size: int | None = None) -> Tokens:
+  """Stacks token sequences of different lengths, padded to a common bucketed length."""
+  size = size or bucket(max(r.kind.shape[-1] for r in rows))
+  padded = [pad_tokens(r, size) for r in rows]
+  return Tokens(*(np.stack([getattr(p, f) for p in padded]) for f in Tokens._fields))
+
+
+def stack_transitions(items: Sequence[Transition]) -> Transition:
+  """A batch [N, ...] of transitions, every token axis padded to the batch's largest bucket."""
+  if not items:
+    raise ValueError("cannot stack an empty list of transitions")
+  obs = stack_tokens([t.obs for t in items])
+  sites = stack_tokens([t.act.sites for t in items])
+  values = stack_tokens([t.act.values for t in items])
+  act = Actions(sites=sites, values=values,
+                **{f: np.stack([getattr(t.act, f) for t in items]) for f in ("site_idx", "value_idx", "site_on",
+                                                                             "value_on")})
+  return Transition(obs=obs, act=act, logp=np.stack([t.logp for t in items]).astype(np.float32),
+                    value=np.stack([t.value for t in items]).astype(np.float32),
+                    reward=np.stack([t.reward for t in items]).astype(np.float32))

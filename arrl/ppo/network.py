@@ -1,0 +1,257 @@
+"""Policy and value network (Flax NNX): a small transformer encoder over the program and the recent trials,
+and autoregressive pointer heads that score candidate sites and values from their own embeddings.
+
+Choices are scored as dot products between a query (from the encoder state and the edits chosen so far)
+and a key per candidate (from the candidate's hashed tokens), never by fixed-size output heads: a variant
+or field registered in the grammar later is choosable with no change here.
+
+The parameters live in one flat vector; the jitted entry points (`encode`, `site_scores`, `value_scores`,
+`evaluate`) take `(cfg, flat)`, so every agent with the same architecture shares their compiled code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from arrl.ppo.batch import KIND_SITE, KIND_STOP, KIND_VALUE, N_KINDS, NUM_FEATS, REGRET, Actions, Tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+  d_model: int = 64
+  n_layers: int = 2
+  n_heads: int = 4
+  mlp_mult: int = 2
+  buckets: int = 2048        # rows of the hashed-string embedding table
+  max_edits: int = 3         # M: edits per proposal at most
+
+  def __post_init__(self) -> None:
+    if self.d_model % self.n_heads:
+      raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+    if min(self.d_model, self.n_layers, self.n_heads, self.mlp_mult, self.max_edits) < 1:
+      raise ValueError(f"network sizes must be >= 1, got {self}")
+    if self.buckets < 16:
+      raise ValueError(f"buckets must be >= 16, got {self.buckets}")
+
+
+def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
+  """log-softmax over the legal entries; illegal ones get the dtype's minimum (finite, unlike -inf, so an
+  all-illegal row stays NaN-free and is simply ignored by the step masks)."""
+  logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
+def masked_entropy(logp: jax.Array, mask: jax.Array) -> jax.Array:
+  return -jnp.sum(jnp.where(mask, jnp.exp(logp) * logp, 0.0), axis=-1)
+
+
+class MLP(nnx.Module):
+  def __init__(self, d_in: int, d_hidden: int, d_out: int, rngs: nnx.Rngs):
+    self.fc1 = nnx.Linear(d_in, d_hidden, rngs=rngs)
+    self.fc2 = nnx.Linear(d_hidden, d_out, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(jax.nn.gelu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer encoder block with a key-padding mask."""
+
+  def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
+    d = cfg.d_model
+    self.n_heads = cfg.n_heads
+    self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
+    self.qkv = nnx.Linear(d, 3 * d, rngs=rngs)
+    self.proj = nnx.Linear(d, d, rngs=rngs)
+    self.mlp = MLP(d, cfg.mlp_mult * d, d, rngs)
+
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array) -> jax.Array:
+    B, T, D = x_BxTxD.shape
+    H = self.n_heads
+    qkv = self.qkv(self.ln1(x_BxTxD)).reshape(B, T, 3, H, D // H)
+    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    att_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / math.sqrt(D // H)
+    att_BxHxTxT = jnp.where(mask_BxT[:, None, None, :], att_BxHxTxT, jnp.finfo(att_BxHxTxT.dtype).min)
+    out_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(att_BxHxTxT, axis=-1), v_BxTxHxK)
+    x_BxTxD = x_BxTxD + self.proj(out_BxTxHxK.reshape(B, T, D))
+    return x_BxTxD + self.mlp(self.ln2(x_BxTxD))
+
+
+class PolicyValueNet(nnx.Module):
+  """Build it with `init_params` (the weights are drawn there, in numpy)."""
+
+  def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
+    d, M = cfg.d_model, cfg.max_edits
+    self.cfg = cfg
+    self.table = nnx.Embed(cfg.buckets, d, rngs=rngs)
+    self.kind_emb = nnx.Embed(N_KINDS, d, rngs=rngs)
+    self.num_w = nnx.Param(jnp.zeros((N_KINDS, NUM_FEATS, d)))
+    self.ln_in = nnx.LayerNorm(d, rngs=rngs)
+    self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+    self.ln_out = nnx.LayerNorm(d, rngs=rngs)
+    self.critic = MLP(d, 2 * d, 1, rngs)
+    self.site_key = MLP(d, 2 * d, d, rngs)
+    self.value_key = MLP(d, 2 * d, d, rngs)
+    self.site_query = MLP(2 * d + M, 2 * d, d, rngs)
+    self.value_query = MLP(3 * d + M, 2 * d, d, rngs)
+    self.stop_bias = nnx.Param(jnp.zeros(()))
+    # A linear term on each candidate's numbers, added to its logit. It starts as a prior — a setting whose
+    # best program was worse than the current best is tried less (batch.REGRET) — and is learned from there:
+    # a clipped policy update moves each logit by a few tenths at most, too slowly to learn that from scratch
+    # within a short run.
+    self.prior_w = nnx.Param(jnp.zeros((N_KINDS, NUM_FEATS)))
+
+  def embed(self, t: Tokens) -> jax.Array:
+    """[..., d]: sum of the hashed-string embeddings, the kind's projection of the numbers, the kind."""
+    e = jnp.sum(self.table(t.ids) * (t.ids > 0)[..., None], axis=-2)
+    e = e + jnp.einsum("...f,...fd->...d", t.nums, self.num_w[...][t.kind])
+    return self.ln_in(e + self.kind_emb(t.kind))
+
+  def encode(self, obs: Tokens) -> tuple[jax.Array, jax.Array]:
+    """Encoder state [B, d] (read at the global token, position 0) and the critic's value [B]."""
+    x_BxTxD = self.embed(obs)
+    for block in self.blocks:
+      x_BxTxD = block(x_BxTxD, obs.mask)
+    h_BxD = self.ln_out(x_BxTxD[:, 0])
+    # The critic reads the encoder but does not train it: with a handful of samples per update its
+    # regression gradient would swamp the policy's.
+    return h_BxD, self.critic(jax.lax.stop_gradient(h_BxD))[:, 0]
+
+  def _step_code(self, step: jax.Array | int, batch: int) -> jax.Array:
+    return jnp.broadcast_to(jax.nn.one_hot(step, self.cfg.max_edits), (batch, self.cfg.max_edits))
+
+  def _prior(self, t: Tokens) -> jax.Array:
+    return jnp.einsum("...f,...f->...", t.nums, self.prior_w[...][t.kind])
+
+  def site_scores(self, h_BxD, ctx_BxD, step, sites: Tokens) -> tuple[jax.Array, jax.Array]:
+    """log-probabilities [B, S] over candidate sites (STOP among them) and their keys [B, S, d]."""
+    keys_BxSxD = self.site_key(self.embed(sites))
+    q_BxD = self.site_query(jnp.concatenate([h_BxD, ctx_BxD, self._step_code(step, h_BxD.shape[0])], -1))
+    logits_BxS = jnp.einsum("bsd,bd->bs", keys_BxSxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(sites)
+    # STOP's logit carries log(number of legal sites), so its initial probability (sigmoid of its bias, next
+    # to sites of logit ~0) is the same in a 7-field space and in a 45-site one.
+    n_sites_B = jnp.sum(sites.mask & (sites.kind != KIND_STOP), axis=-1)
+    stop_B = self.stop_bias[...] + jnp.log(jnp.maximum(n_sites_B, 1).astype(logits_BxS.dtype))
+    logits_BxS = logits_BxS + jnp.where(sites.kind == KIND_STOP, stop_B[:, None], 0.0)
+    return masked_log_softmax(logits_BxS, sites.mask), keys_BxSxD
+
+  def value_scores(self, h_BxD, ctx_BxD, step, site_key_BxD, values: Tokens) -> tuple[jax.Array, jax.Array]:
+    """log-probabilities [B, V] over the chosen site's candidate values and their keys [B, V, d]."""
+    keys_BxVxD = self.value_key(self.embed(values))
+    code = self._step_code(step, h_BxD.shape[0])
+    q_BxD = self.value_query(jnp.concatenate([h_BxD, ctx_BxD, site_key_BxD, code], -1))
+    logits_BxV = jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
+    return masked_log_softmax(logits_BxV, values.mask), keys_BxVxD
+
+  def evaluate(self, obs: Tokens, act: Actions) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """For a batch of stored composite actions: log-probability [B] (the sum over its choices), entropy [B]
+    (sum of the per-choice conditional entropies along the taken path: an unbiased estimate of the joint
+    entropy), number of choices [B] and value [B]. Sampling builds the same sums one step at a time."""
+    h_BxD, value_B = self.encode(obs)
+    rows = jnp.arange(h_BxD.shape[0])
+
+    def step(ctx_BxD, xs):  # one (site, value) choice for the whole batch; a scan compiles it once
+      j, sites, values, sidx_B, vidx_B, s_on, v_on = xs
+      slogp_BxS, skeys_BxSxD = self.site_scores(h_BxD, ctx_BxD, j, sites)
+      skey_BxD = skeys_BxSxD[rows, sidx_B]
+      vlogp_BxV, vkeys_BxVxD = self.value_scores(h_BxD, ctx_BxD, j, skey_BxD, values)
+      logp_B = jnp.where(s_on, slogp_BxS[rows, sidx_B], 0.0) + jnp.where(v_on, vlogp_BxV[rows, vidx_B], 0.0)
+      ent_B = (jnp.where(s_on, masked_entropy(slogp_BxS, sites.mask), 0.0)
+               + jnp.where(v_on, masked_entropy(vlogp_BxV, values.mask), 0.0))
+      ctx_BxD = ctx_BxD + s_on[:, None] * skey_BxD + v_on[:, None] * vkeys_BxVxD[rows, vidx_B]
+      return ctx_BxD, (logp_B, ent_B)
+
+    steps_first = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (act.sites, act.values, act.site_idx,
+                                                                 act.value_idx, act.site_on, act.value_on))
+    _, (logp_MxB, ent_MxB) = jax.lax.scan(step, jnp.zeros_like(h_BxD),
+                                          (jnp.arange(act.site_idx.shape[1]), *steps_first))
+    n_B = act.site_on.sum(1) + act.value_on.sum(1)
+    return logp_MxB.sum(0), ent_MxB.sum(0), n_B, value_B
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameters as one flat vector. The jitted functions below take (cfg, flat): cfg is static and hashable, so
+# every agent with the same architecture shares their compiled code, and Adam updates one vector (a
+# per-leaf optimizer doubles the update's compile time).
+
+@functools.lru_cache(maxsize=None)
+def structure(cfg: NetConfig) -> tuple[nnx.GraphDef, nnx.State]:
+  """The module's graph and its abstract parameters (shapes only)."""
+  return nnx.split(nnx.eval_shape(lambda: PolicyValueNet(cfg, nnx.Rngs(0))))
+
+
+def build(cfg: NetConfig, flat: jax.Array) -> PolicyValueNet:
+  """The network with parameters `flat` (call inside jit)."""
+  graphdef, abstract = structure(cfg)
+  leaves, treedef = jax.tree.flatten(abstract)
+  parts, offset = [], 0
+  for leaf in leaves:
+    parts.append(flat[offset:offset + leaf.size].reshape(leaf.shape))
+    offset += leaf.size
+  return nnx.merge(graphdef, jax.tree.unflatten(treedef, parts))
+
+
+def num_params(cfg: NetConfig) -> int:
+  return sum(leaf.size for leaf in jax.tree.leaves(structure(cfg)[1]))
+
+
+def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0) -> np.ndarray:
+  """The flat float32 parameter vector, drawn in numpy (running the initialisers through XLA would
+  compile dozens of tiny programs: seconds on a busy CPU).
+
+  Kernels ~ N(0, 1/fan_in) (the critic's output layer x0.01, so early values do not swamp the returns),
+  biases 0, norm scales 1, embeddings ~ N(0, 0.25). `stop_bias` is STOP's extra logit (P(STOP after an
+  edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit.
+  """
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf) -> np.ndarray:
+    names = [str(getattr(k, "key", "")) for k in path]
+    shape = leaf.shape
+    if "kernel" in names:
+      scale = 0.01 if names[:2] == ["critic", "fc2"] else 1.0
+      return scale * rng.normal(0, 1 / math.sqrt(shape[0]), shape)
+    if "embedding" in names:
+      return rng.normal(0, 0.5, shape)
+    if "num_w" in names:
+      return rng.normal(0, 1 / math.sqrt(NUM_FEATS), shape)
+    if "scale" in names:
+      return np.ones(shape)
+    if "stop_bias" in names:
+      return np.full(shape, stop_bias)
+    if "prior_w" in names:
+      w = np.zeros(shape)
+      w[[KIND_SITE, KIND_VALUE], REGRET] = prior
+      return w
+    return np.zeros(shape)  # biases
+
+  drawn = jax.tree_util.tree_map_with_path(draw, structure(cfg)[1])
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(drawn)]).astype(np.float32)
+
+
+# Jitted entry points for sampling, one proposal at a time (B = 1).
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode(cfg: NetConfig, flat: jax.Array, obs: Tokens) -> tuple[jax.Array, jax.Array]:
+  return build(cfg, flat).encode(obs)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def site_scores(cfg: NetConfig, flat, h_BxD, ctx_BxD, step, sites: Tokens):
+  return build(cfg, flat).site_scores(h_BxD, ctx_BxD, step, sites)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def value_scores(cfg: NetConfig, flat, h_BxD, ctx_BxD, step, site_key_BxD, values: Tokens):
+  return build(cfg, flat).value_scores(h_BxD, ctx_BxD, step, site_key_BxD, values)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def evaluate(cfg: NetConfig, flat, obs: Tokens, act: Actions):
+  return build(cfg, flat).evaluate(obs, act)
