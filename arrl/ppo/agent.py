@@ -75,9 +75,11 @@ def _device(name: str) -> jax.Device | None:
     raise ValueError(f"ppo device {name!r} is not available ({e}); use 'cpu', 'gpu' or 'default'") from None
 
 
-def _sample(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> int:
+def _sample(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
+  """(index, its log-probability, the entropy of the masked categorical)."""
   p = np.where(legal, np.exp(logp.astype(np.float64)), 0.0)
-  return int(rng.choice(len(p), p=p / p.sum()))
+  i = int(rng.choice(len(p), p=p / p.sum()))
+  return i, float(logp[i]), float(-np.sum(np.where(legal, np.exp(logp) * logp, 0.0)))
 
 
 class PPOAgent:
@@ -162,12 +164,10 @@ class PPOAgent:
         raise ValueError("the program has no legal edit: the search space is a single point")
       st = site_tokens(space, c, j, stats, self.feat_cfg)
       slogp, skeys = network.site_scores(self.net_cfg, self.params, h, ctx, j, stack_tokens([st], len(st.kind)))
-      slogp = np.asarray(slogp[0])
-      i = _sample(self.rng, slogp, st.mask)
+      i, lp, ent = _sample(self.rng, np.asarray(slogp[0]), st.mask)
       sites_tok.append(st)
       site_idx[j], site_on[j] = i, True
-      logp += float(slogp[i])
-      entropy += float(-np.sum(np.where(st.mask, np.exp(slogp) * slogp, 0.0)))
+      logp, entropy = logp + lp, entropy + ent
       if i == 0:  # STOP
         values_tok.append(empty_tokens((1,)))
         break
@@ -175,12 +175,10 @@ class PPOAgent:
       vt = value_tokens(space, c, site, stats, self.feat_cfg)
       vlogp, vkeys = network.value_scores(self.net_cfg, self.params, h, ctx, j, skeys[:, i],
                                           stack_tokens([vt], len(vt.kind)))
-      vlogp = np.asarray(vlogp[0])
-      k = _sample(self.rng, vlogp, vt.mask)
+      k, lp, ent = _sample(self.rng, np.asarray(vlogp[0]), vt.mask)
       values_tok.append(vt)
       value_idx[j], value_on[j] = k, True
-      logp += float(vlogp[k])
-      entropy += float(-np.sum(np.where(vt.mask, np.exp(vlogp) * vlogp, 0.0)))
+      logp, entropy = logp + lp, entropy + ent
       edit = make_edit(site, c.values[site][k])
       edits.append(edit)
       chosen.add(site)
