@@ -34,7 +34,6 @@ class LoopConfig:
   keep_k: float = 2.0            # keep iff best - candidate > keep_k * sigma
   remeasure: bool = False        # re-run programs already in the ledger
   durable: bool = True           # fsync ledger and state (off only for throw-away runs)
-  seed: int = 0
 
 
 @dataclasses.dataclass

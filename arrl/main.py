@@ -103,7 +103,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,
-                                       remeasure=args.remeasure, seed=args.seed),
+                                       remeasure=args.remeasure),
                     force=args.force, on_trial=display.trial if display else None)
 
 

@@ -87,7 +87,7 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
     loop = SearchLoop(sp, CallableEvaluator(sp, objective, digest), make_agent(agent, seed=seed,
                                                                              **(agent_kwargs or {})),
                       run_dir, Oracle(max_experiments=max_trials, patience=None), LoopConfig(noise_repeats=noise_repeats,
-                                                                              keep_k=keep_k, seed=seed,
+                                                                              keep_k=keep_k,
                                                                               durable=tmp is None))
     reason = loop.run()
     trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
