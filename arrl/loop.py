@@ -33,7 +33,8 @@ class LoopConfig:
   noise_repeats: int = 2         # baseline runs to estimate the run-to-run spread sigma
   keep_k: float = 2.0            # keep iff best - candidate > keep_k * sigma
   remeasure: bool = False        # re-run programs already in the ledger
-  durable: bool = True           # fsync ledger and state (off only for throw-away runs)
+  durable: bool = True           # fsync ledger and state; off only for throw-away runs, which never resume
+                                 # and so skip state.json too (arrl.search without a run_dir)
 
 
 @dataclasses.dataclass
@@ -49,13 +50,12 @@ class Evaluator(Protocol):
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult: ...
 
 
-def _write_json_atomic(path: str, obj: Any, durable: bool = True) -> None:
+def _write_json_atomic(path: str, obj: Any) -> None:
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f)
-    if durable:
-      f.flush()
-      os.fsync(f.fileno())
+    f.flush()
+    os.fsync(f.fileno())
   os.replace(tmp, path)
 
 
@@ -86,6 +86,8 @@ class SearchLoop:
 
   # ---- persistence -------------------------------------------------------------------------------
   def _save(self) -> None:
+    if not self.config.durable:
+      return
     _write_json_atomic(self.state_path, {
         "env_digest": self.evaluator.env_digest, "agent_name": self.agent.name,
         "agent": self.agent.state_dict(), "current": tree_lib.to_json(self.current),
@@ -93,7 +95,7 @@ class SearchLoop:
         "baseline_scores": self.baseline_scores,
         "sigma": self.sigma, "pending": self.pending, "elapsed_s": self.elapsed_s, "executed": self.executed,
         "cached_in_a_row": self.cached_in_a_row,
-    }, self.config.durable)
+    })
 
   def _resume(self, force: bool) -> None:
     try:

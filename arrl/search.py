@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import tempfile
 import traceback
 from typing import Any, Callable
@@ -79,13 +80,16 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
   sp = as_space(space)
   name = getattr(objective, "__qualname__", type(objective).__name__)
   digest = hashlib.sha256(f"{name}|{tree_lib.to_json(sp.default())}".encode()).hexdigest()[:16]
+  agent_kwargs = dict(agent_kwargs or {})
   tmp = None
+  if run_dir is not None and agent == "ppo":  # network checkpoints beside the ledger, not inside state.json
+    agent_kwargs.setdefault("ckpt_dir", os.path.join(os.path.abspath(run_dir), "ppo"))
   if run_dir is None:
     tmp = tempfile.TemporaryDirectory(prefix="arrl-search-")
     run_dir = tmp.name
   try:
     loop = SearchLoop(sp, CallableEvaluator(sp, objective, digest), make_agent(agent, seed=seed,
-                                                                             **(agent_kwargs or {})),
+                                                                             **agent_kwargs),
                       run_dir, Oracle(max_experiments=max_trials, patience=None), LoopConfig(noise_repeats=noise_repeats,
                                                                               keep_k=keep_k,
                                                                               durable=tmp is None))

@@ -50,7 +50,8 @@ def best_valid_regret(bench: NasBenchGraph) -> float:
   return 100.0 * (bench.best_test - max(r.test for r in bench.table.values() if r.valid == bench.best_valid))
 
 
-def run_agent(bench: NasBenchGraph, agent: str, seed: int, queries: int) -> dict[str, Any]:
+def run_agent(bench: NasBenchGraph, agent: str, seed: int, queries: int,
+              agent_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
   t0 = time.perf_counter()
   if agent == UNIFORM:
     keys = sorted(bench.table)
@@ -59,7 +60,7 @@ def run_agent(bench: NasBenchGraph, agent: str, seed: int, queries: int) -> dict
     distinct = len(queried)
   else:
     res = arrl.search.search(bench.space, bench.objective, agent=agent, max_trials=queries, seed=seed,
-                             noise_repeats=1, keep_k=0.0)
+                             noise_repeats=1, keep_k=0.0, agent_kwargs=agent_kwargs)
     params = [t.params for t in res.trials if not t.cached]
     queried, stop = [bench.record(p) for p in params], res.stop_reason
     distinct = len({bench.key(p) for p in params})

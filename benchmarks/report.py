@@ -5,7 +5,7 @@ import datetime
 import os
 import platform
 import subprocess
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -93,19 +93,25 @@ def nas_table(res: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _compare(agents: dict[str, Any], pick: Callable[[dict], dict], what: str, q: int) -> str:
+  ours = pick(agents[PROJECT_AGENT])
+  name, base = min(((a, pick(s)) for a, s in agents.items() if a != PROJECT_AGENT), key=lambda kv: kv[1]["mean"])
+  overlap = ours["lo"] <= base["hi"] and base["lo"] <= ours["hi"]
+  outcome = "beats" if ours["mean"] < base["mean"] else "loses to" if ours["mean"] > base["mean"] else "ties"
+  sig = "the 95% intervals overlap" if overlap else "the 95% intervals do not overlap"
+  return (f"On {what} at {q} queries, `{PROJECT_AGENT}` {outcome} the best baseline `{name}`: {ours['mean']:.2f} vs "
+          f"{base['mean']:.2f} pp mean ({sig}).")
+
+
 def verdict(res: dict[str, Any]) -> str:
-  """One honest sentence on the project agent against the best baseline at the last checkpoint."""
+  """Honest sentences on the project agent against the best baseline at the last checkpoint: on test regret
+  (what the selection is worth) and on validation regret (what the search optimises)."""
   agents = res["agents"]
   q = max((k for s in agents.values() for k in s["at"]), key=int)
   if PROJECT_AGENT not in agents:
     return f"`{PROJECT_AGENT}` was not benchmarked (not registered in arrl.agents.AGENTS when this ran)."
-  ours = agents[PROJECT_AGENT]["at"][q]
-  name, base = min(((a, s["at"][q]) for a, s in agents.items() if a != PROJECT_AGENT), key=lambda kv: kv[1]["mean"])
-  overlap = ours["lo"] <= base["hi"] and base["lo"] <= ours["hi"]
-  outcome = "beats" if ours["mean"] < base["mean"] else "loses to" if ours["mean"] > base["mean"] else "ties"
-  sig = "the 95% intervals overlap" if overlap else "the 95% intervals do not overlap"
-  return (f"At {q} queries `{PROJECT_AGENT}` {outcome} the best baseline `{name}`: {ours['mean']:.2f} vs "
-          f"{base['mean']:.2f} pp mean test regret ({sig}).")
+  return (_compare(agents, lambda s: s["at"][q], "test regret", int(q)) + " "
+          + _compare(agents, lambda s: s["final_valid"], "validation regret", int(q)))
 
 
 def _pct(x: float | None) -> str:

@@ -35,7 +35,7 @@ def measure(preset_name: str, steps: int, warmup: int = 2) -> dict:
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   tx = build_optimizer(params, prog.optim, cfg.d_model, compute_dtype=dtype)
   opt_state = tx.init(params)
-  train_step, _ = make_steps(prog, graphdef, tx, jnp.ones(cfg.vocab_size, jnp.int32))
+  train_step, _ = make_steps(graphdef, tx, jnp.ones(cfg.vocab_size, jnp.int32))
   accum = sch.total_batch_tokens // (sch.device_batch_size * cfg.sequence_len)
   rng = np.random.default_rng(0)
   rows = jax.device_put(rng.integers(0, cfg.vocab_size, (accum, sch.device_batch_size, cfg.sequence_len + 1),

@@ -100,7 +100,7 @@ def peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS (KiB on Linux)
 
 
-def make_steps(program: Program, graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array):
+def make_steps(graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array):
   """The pure train step (grad accumulation over micro-batches, one optimizer update) and eval step."""
 
   def loss_fn(params, rows_BxT1):
@@ -176,7 +176,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   opt_state = tx.init(params)
   token_bytes_V = np.zeros(cfg.vocab_size, np.int32)  # ids the tokenizer never emits score 0 bytes
   token_bytes_V[:len(data.token_bytes)] = data.token_bytes
-  train_step, eval_step = make_steps(program, graphdef, tx, jnp.asarray(token_bytes_V))
+  train_step, eval_step = make_steps(graphdef, tx, jnp.asarray(token_bytes_V))
 
   rows, T1 = sch.device_batch_size, cfg.sequence_len + 1
   accum = sch.total_batch_tokens // (rows * cfg.sequence_len)

@@ -130,3 +130,29 @@ def test_bad_command_lines_fail_clearly(capsys):
     with pytest.raises(SystemExit):
       main(argv)
     assert msg in capsys.readouterr().err
+
+
+def _summary(test: float, valid: float, half: float = 0.1) -> dict:
+  return {"at": {"150": {"mean": test, "lo": test - half, "hi": test + half}},
+          "final_valid": {"mean": valid, "lo": valid - half, "hi": valid + half}}
+
+
+def test_verdict_reports_test_and_validation_regret_honestly():
+  res = {"agents": {"ppo": _summary(2.0, 0.9), "random": _summary(2.5, 0.7), "greedy": _summary(3.0, 0.75)}}
+  text = report.verdict(res)
+  assert "On test regret at 150 queries, `ppo` beats the best baseline `random`: 2.00 vs 2.50" in text
+  assert "(the 95% intervals do not overlap)" in text
+  assert "On validation regret at 150 queries, `ppo` loses to the best baseline `random`: 0.90 vs 0.70" in text
+  assert "not benchmarked" in report.verdict({"agents": {"random": _summary(1.0, 1.0)}})
+
+
+def test_ppo_ablation_writes_one_row_per_variant(tmp_path):
+  from benchmarks import ppo_ablation
+  assert ppo_ablation.main(["--seeds", "2", "--queries", "5", "--out", str(tmp_path)]) == 0
+  with open(tmp_path / "ppo_ablation.json") as f:
+    res = json.load(f)
+  assert set(res["agents"]) == set(ppo_ablation.VARIANTS) and res["machine"]["cores"]
+  for s in res["agents"].values():
+    assert len(s["runs"]) == 2 and all(r["queries_run"] == 5 for r in s["runs"])
+  text = (tmp_path / "ppo_ablation.md").read_text()
+  assert all(f"| {name} |" in text for name in ppo_ablation.VARIANTS)

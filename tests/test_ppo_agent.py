@@ -161,6 +161,20 @@ def test_proposals_avoid_measured_programs():
   assert len(set(seen)) == 3
 
 
+def test_at_an_exhausted_local_optimum_proposals_go_further_instead_of_repeating():
+  # the default (all zeros) is the optimum of a separable cost; once its 8 one-edit neighbours are measured,
+  # every proposal must still be a program not measured yet (two or more edits away), not a cached repeat
+  space = Space.from_dict({f"f{i}": {"choices": [0, 1, 2]} for i in range(4)})
+  sim = Sim(space, objective=lambda p: float(sum(p.values())))
+  agent = PPOAgent(seed=1)
+  measured = {sim.current}
+  for _ in range(30):
+    prop = sim.step(agent)
+    assert prop.tree not in measured
+    measured.add(prop.tree)
+  assert sum(len(p.edits) >= 2 for p in sim.history) >= 30 - 8
+
+
 @pytest.mark.parametrize("orbax", [False, True])
 def test_state_dict_restore_gives_the_identical_next_proposals(tmp_path, orbax):
   space = Space.from_dict(SPACE_SPEC)

@@ -44,8 +44,20 @@ def _outcome(status="discard", score=1.1, best=1.0, sigma=0.01, info=None):
                  best_before=best, sigma=sigma, info=info or {})
 
 
-def test_reward_noise_units_clip_failures_and_aborts():
+def test_reward_symlog_keeps_the_order_of_large_losses_then_clips():
   cfg = RewardConfig()
+  assert reward(_outcome(score=0.98), cfg) == pytest.approx(math.log(3.0))     # gain 2 units -> log(1 + 2)
+  assert reward(_outcome(score=1.02), cfg) == pytest.approx(-math.log(3.0))
+  assert reward(_outcome(score=1.5), cfg) == pytest.approx(-math.log(51.0))    # 50 units worse: not clipped
+  assert reward(_outcome(score=1.5), cfg) > reward(_outcome(score=1.9), cfg)   # ... and still ordered
+  assert reward(_outcome(score=3.0), cfg) == -cfg.reward_clip                  # 200 units: log(201) > 5
+  assert reward(_outcome(score=-1.0), cfg) == cfg.reward_clip
+  with pytest.raises(ValueError, match="squash"):
+    RewardConfig(squash="tanh")
+
+
+def test_reward_noise_units_clip_failures_and_aborts():
+  cfg = RewardConfig(squash="clip")
   assert reward(_outcome(score=0.98), cfg) == pytest.approx(2.0)       # 0.02 better at sigma 0.01
   assert reward(_outcome(score=1.5), cfg) == -cfg.reward_clip          # clipped
   assert reward(_outcome(score=0.0), cfg) == cfg.reward_clip
@@ -54,12 +66,12 @@ def test_reward_noise_units_clip_failures_and_aborts():
   assert reward(_outcome(status="aborted", score=1.01), cfg) == pytest.approx(-1.0)  # predicted score
   assert reward(_outcome(status="aborted", score=None, info={"predicted_score": 0.99}), cfg) == pytest.approx(1.0)
   assert reward(_outcome(status="aborted", score=None), cfg) == cfg.fail_penalty
-  assert reward(_outcome(score=0.98), RewardConfig(step_cost=0.5)) == pytest.approx(1.5)
+  assert reward(_outcome(score=0.98), RewardConfig(squash="clip", step_cost=0.5)) == pytest.approx(1.5)
 
 
 def test_reward_sigma_floor_keeps_deterministic_objectives_finite():
-  r = reward(_outcome(score=9.99, best=10.0, sigma=0.0))  # floor = 1e-3 * 10 = 0.01
-  assert math.isfinite(r) and r == pytest.approx(1.0)
+  r = reward(_outcome(score=9.99, best=10.0, sigma=0.0))  # floor = 1e-3 * 10 = 0.01: one unit
+  assert math.isfinite(r) and r == pytest.approx(math.log(2.0))
 
 
 def test_bad_configs_raise_clear_errors():

@@ -126,7 +126,8 @@ class PPOAgent:
 
   def propose_batch(self, state: SearchState, n: int) -> list[Proposal]:
     """Up to `n` proposals of distinct programs, none measured or in flight already (fewer only when the
-    policy finds no new program in 20 * n samples, e.g. a tiny space), for parallel workers."""
+    policy finds no new program in 20 * n samples, e.g. an exhausted space: then at least one, measured
+    already, which the loop serves from its ledger), for parallel workers."""
     if n < 1:
       raise ValueError(f"propose_batch needs n >= 1, got {n}")
     with self._on_device():
@@ -134,10 +135,10 @@ class PPOAgent:
       obs = observation(state, stats, self.feat_cfg)
       h, value = network.encode(self.net_cfg, self.params, stack_tokens([obs], obs.kind.shape[0]))
       out: list[Proposal] = []
-      seen = {state.current}
-      for _ in range(20 * n):
+      seen = set(stats.measured)
+      for attempt in range(20 * n):
         prop, tr, decisions, ent = self._sample(state, stats, obs, h, float(value[0]))
-        if prop.tree in seen:
+        if prop.tree in seen and (out or attempt < 20 * n - 1):
           continue
         seen.add(prop.tree)
         self.pending[self.proposed], self.in_flight[self.proposed] = tr, prop.tree

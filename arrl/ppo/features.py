@@ -25,7 +25,7 @@ from arrl.edits import Edit, edit_from_dict, make_edit
 from arrl.grammar import Choice, ListOf
 from arrl.ppo.batch import (HASH_SLOTS, KIND_GLOBAL, KIND_PROGRAM, KIND_SITE, KIND_STOP, KIND_TRIAL, KIND_VALUE,
                             NUM_FEATS, Tokens, bucket)
-from arrl.ppo.reward import FAILED, RewardConfig, noise_unit, reward, trial_score
+from arrl.ppo.reward import FAILED, RewardConfig, noise_unit, reward, squash, trial_score
 from arrl.tree import Node, flatten, get_path
 
 Site = tuple
@@ -140,14 +140,14 @@ class HistoryStats:
   best: dict[tuple[str, str], float]   # inf when every program with the setting failed
   best_score: float | None
   unit: float                          # one noise unit (see reward.noise_unit)
-  clip: float
+  cfg: RewardConfig
 
   @classmethod
   def of(cls, state: Any, cfg: RewardConfig, in_flight: Iterable[Node] = ()) -> "HistoryStats":
     """`in_flight`: programs proposed but not finished yet; they count as measured."""
     best_score = state.best_score
     unit = noise_unit(best_score, state.sigma, cfg) if best_score is not None else 1.0
-    stats = cls([], {state.current, *in_flight}, {}, {}, best_score, unit, cfg.reward_clip)
+    stats = cls([], {state.current, *in_flight}, {}, {}, best_score, unit, cfg)
     programs = [(o.tree, trial_score(o)) for o in state.history] + [(state.current, best_score)]
     for outcome in state.history:
       stats.rewards.append(reward(outcome, cfg))
@@ -159,12 +159,13 @@ class HistoryStats:
     return stats
 
   def regret(self, key: tuple[str, str]) -> float:
-    """How much worse than the current best the best program with this setting was, in [-1, 0]
-    (-1 = reward_clip noise units or more, or only failures; 0 = as good, or never seen)."""
+    """How much worse than the current best the best program with this setting was, squashed like a reward
+    and scaled into [-1, 0] (-1 = a reward of -reward_clip or worse, or only failures; 0 = as good, or never
+    seen)."""
     if key not in self.best or self.best_score is None:
       return 0.0
-    gap = (self.best_score - self.best[key]) / self.unit
-    return max(-self.clip, min(0.0, gap)) / self.clip
+    gap = min(0.0, (self.best_score - self.best[key]) / self.unit)
+    return squash(gap, self.cfg) / self.cfg.reward_clip
 
   def feats(self, key: tuple[str, str]) -> list[float]:
     """[log count / 3, regret]: the first two numbers of every value token (see batch.REGRET)."""
@@ -291,7 +292,10 @@ def site_tokens(space: Any, c: Candidates, step: int, stats: HistoryStats, cfg: 
     b.add(KIND_SITE, [f"{op}:{path}", name, f"{path}={value_str(cur)}", site_str(site), f"op:{op}"],
           [sum(seen) / len(seen), sum(regret) / len(regret),
            float(len(site) > 2), index, math.log1p(len(fresh)) / 3, _rank(spec, cur), sum(fresh) / len(fresh)])
-  return b.tokens(bucket(len(b.kinds)), [step > 0] + [any(c.fresh[s]) for s in c.sites])
+  legal = [any(c.fresh[s]) for s in c.sites]
+  # STOP ends the proposal on the program edited so far: legal once it is a new program (or nothing else is)
+  stop = step > 0 and (c.tree not in stats.measured or not any(legal))
+  return b.tokens(bucket(len(b.kinds)), [stop] + legal)
 
 
 def value_tokens(space: Any, c: Candidates, site: Site, stats: HistoryStats, cfg: FeatureConfig) -> Tokens:

@@ -1,12 +1,18 @@
 """The reward of one trial, in noise units.
 
-    r = clip((best_before - score) / max(sigma, floor), -clip, clip) - step_cost
+    g = (best_before - score) / max(sigma, floor)            # the gain in noise units
+    r = clip(sign(g) * log(1 + |g|), -clip, clip) - step_cost
 
 Why these defaults:
+  - symlog, not a plain clip: most trials of a search are worse than the best, many by far more than 5
+    noise units. A plain clip gives them all the same -5, so the policy cannot tell "slightly worse" (a
+    setting worth keeping near) from "ruinous"; symlog keeps that order up to e^5 ~ 150 units and still
+    bounds one outlier's weight (measured on NAS-Bench-Graph: benchmarks/results/README.md, ppo ablation).
+    `squash="clip"` gives the plain clip.
   - Noise units make one reward scale fit any objective: val-bpb gains of 0.002 matter on a GPU run whose
     seeds differ by 0.001, and the same policy should transfer to objectives of another scale.
-  - `reward_clip` = 5: a gain beyond 5 sigma is certain already; a larger cap lets one lucky outlier dominate a
-    batch of 8 (advantages are normalised per batch).
+  - `reward_clip` = 5 (after symlog, ~150 noise units): a larger cap lets one lucky outlier dominate a batch
+    of 8 (advantages are normalised per batch).
   - `floor` = rel_floor * |best_before| + abs_floor, so deterministic objectives (sigma 0) still give finite
     rewards: 1e-3 relative is below any noise a real training run has (val-bpb ~1 with sigma ~1e-3), so it
     only acts when sigma is (near) zero.
@@ -34,8 +40,11 @@ class RewardConfig:
   rel_floor: float = 1e-3
   abs_floor: float = 1e-8
   step_cost: float = 0.0
+  squash: str = "symlog"     # "symlog": sign(g) * log(1 + |g|), then clipped; "clip": g clipped
 
   def __post_init__(self) -> None:
+    if self.squash not in SQUASHES:
+      raise ValueError(f"squash must be one of {', '.join(SQUASHES)}, got {self.squash!r}")
     if self.reward_clip <= 0:
       raise ValueError(f"reward_clip must be > 0, got {self.reward_clip}")
     if self.rel_floor < 0 or self.abs_floor <= 0:
@@ -43,6 +52,16 @@ class RewardConfig:
                        f"{self.abs_floor}")
     if self.step_cost < 0:
       raise ValueError(f"step_cost must be >= 0 (a price per trial), got {self.step_cost}")
+
+
+SQUASHES = ("symlog", "clip")
+
+
+def squash(gain: float, cfg: RewardConfig) -> float:
+  """A gain in noise units mapped into [-reward_clip, reward_clip]."""
+  if cfg.squash == "symlog":
+    gain = math.copysign(math.log1p(abs(gain)), gain)
+  return min(max(gain, -cfg.reward_clip), cfg.reward_clip)
 
 
 def noise_unit(best: float, sigma: float, cfg: RewardConfig) -> float:
@@ -70,4 +89,4 @@ def reward(outcome: Any, cfg: RewardConfig = RewardConfig()) -> float:
   if outcome.best_before is None:  # nothing to compare with yet
     return -cfg.step_cost
   gain = (outcome.best_before - score) / noise_unit(outcome.best_before, outcome.sigma, cfg)
-  return min(max(gain, -cfg.reward_clip), cfg.reward_clip) - cfg.step_cost
+  return squash(gain, cfg) - cfg.step_cost
