@@ -41,6 +41,12 @@ def check_value(where: str, value: Any) -> Value:
   return check_scalar(where, value)
 
 
+def _same(a: Value, b: Value) -> bool:
+  if isinstance(a, tuple):
+    return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+  return type(a) is type(b) and a == b
+
+
 @dataclasses.dataclass(frozen=True)
 class Node:
   """One module or config section: `kind` (what it is), `variant` (which implementation), its fields."""
@@ -70,6 +76,16 @@ class Node:
     if name not in self._index:
       raise KeyError(f"{self.kind}:{self.variant} has no field {name!r}; fields: {', '.join(self.names) or 'none'}")
     return self.fields[self._index[name]][1]
+
+  def __eq__(self, other: object) -> bool:
+    # Typed: False, 0 and 0.0 are different settings (and serialize differently), though Python calls them equal.
+    if self is other:
+      return True
+    if not isinstance(other, Node):
+      return NotImplemented
+    return (hash(self) == hash(other) and self.kind == other.kind and self.variant == other.variant
+            and len(self.fields) == len(other.fields)
+            and all(n == m and _same(v, w) for (n, v), (m, w) in zip(self.fields, other.fields)))
 
   def __hash__(self) -> int:
     # Cached: edits rebuild only the path to the change, so most subtrees of a new tree hash for free.

@@ -49,7 +49,7 @@ def test_replace_checks_changed_values_and_pickle_drops_cached_hash():
     t["optim"].replace(lr=0.1)
   hash(t)
   t2 = pickle.loads(pickle.dumps(t))
-  assert t2 == t and "_hash" not in t2.__dict__ and hash(t2) == hash(t)
+  assert "_hash" not in t2.__dict__ and t2 == t and hash(t2) == hash(t)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -116,6 +116,21 @@ def test_digest_distinguishes_content_and_number_types():
   assert digest(t) == digest(_tree()) and len(digest(t)) == 64
   assert digest(set_path(t, "optim.matrix_lr", 0.05)) != digest(t)
   assert digest(set_path(t, "model.depth", 8.0)) != digest(t)  # 8 vs 8.0: different JSON, different program
+
+
+def test_equality_is_typed_like_the_digest():
+  t = _tree()
+  for a, b in ((False, 0), (True, 1), (1, 1.0), ((1, 2), (1, 2.0))):
+    x, y = set_path(t, "model.depth", a), set_path(t, "model.depth", b)
+    assert x != y and len({x, y}) == 2 and (digest(x) != digest(y))
+    assert x == set_path(t, "model.depth", a) and x == from_json(to_json(x))
+
+
+def test_legal_edits_between_a_bool_and_an_int_of_one_grid():
+  from arrl.space import Space
+  space = Space.from_dict({"flag": {"choices": [False, 0, 1, True]}})
+  values = list(space.legal_actions(space.default()).values())[0]
+  assert values == [0, 1, True]  # the default is False; 0 is another setting, not a no-op
 
 
 def test_flatten_and_diff():

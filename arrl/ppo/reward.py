@@ -7,7 +7,7 @@ Why these defaults:
   - symlog, not a plain clip: most trials of a search are worse than the best, many by far more than 5
     noise units. A plain clip gives them all the same -5, so the policy cannot tell "slightly worse" (a
     setting worth keeping near) from "ruinous"; symlog keeps that order up to e^5 ~ 150 units and still
-    bounds one outlier's weight (measured on NAS-Bench-Graph: benchmarks/results/README.md, ppo ablation).
+    bounds one outlier's weight (measured on NAS-Bench-Graph: benchmarks/results/ppo_ablation.md).
     `squash="clip"` gives the plain clip.
   - Noise units make one reward scale fit any objective: val-bpb gains of 0.002 matter on a GPU run whose
     seeds differ by 0.001, and the same policy should transfer to objectives of another scale.
