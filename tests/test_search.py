@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -58,6 +59,35 @@ def test_already_measured_programs_are_not_re_evaluated():
                            max_trials=10, seed=0)
   assert len(calls) == len({json.dumps(c, sort_keys=True) for c in calls}) == 4  # each point evaluated once
   assert res.stop_reason.startswith("exhausted") and any(t.cached for t in res.trials)
+
+
+def test_ppo_with_a_run_dir_checkpoints_beside_the_ledger_and_resumes(tmp_path):
+  run_dir = str(tmp_path / "run")
+  res = arrl.search.search(SPACE, objective, agent="ppo", max_trials=9, seed=0, run_dir=run_dir)
+  with open(tmp_path / "run" / "state.json") as f:
+    weights = json.load(f)["agent"]["weights"]
+  assert weights == {"orbax_step": 1}  # the network after the update at trial 8, not base64 inside state.json
+  assert (tmp_path / "run" / "ppo").is_dir()
+  again = arrl.search.search(SPACE, objective, agent="ppo", max_trials=9, seed=0, run_dir=run_dir)
+  assert [t.params for t in again.trials] == [t.params for t in res.trials]  # resumed: nothing new to run
+
+
+def test_throw_away_searches_write_no_state(tmp_path, monkeypatch):
+  made = []
+  real = arrl.search.tempfile.TemporaryDirectory
+
+  class Spy:
+    def __init__(self, **kw):
+      self.inner = real(dir=tmp_path, **kw)
+      self.name = self.inner.name
+
+    def cleanup(self):
+      made.append(sorted(os.listdir(self.name)))
+      self.inner.cleanup()
+
+  monkeypatch.setattr(arrl.search.tempfile, "TemporaryDirectory", Spy)
+  arrl.search.search(SPACE, objective, agent="greedy", max_trials=5, seed=0)
+  assert made and "trials.jsonl" in made[0] and "state.json" not in made[0]
 
 
 def test_evolution_is_aging_with_tournaments():
