@@ -201,7 +201,10 @@ def test_parent_death_leaves_no_orphan_worker(tmp_path, sig):
   worker = int(wait_file(str(pid_file)))
   assert alive(worker)
   parent.send_signal(sig)
-  parent.wait(timeout=10)
+  # communicate drains the parent's pipes (a full pipe could block its exit); 30 s: a loaded 2-core CI
+  # machine once took over 10 s here
+  _, err = parent.communicate(timeout=30)
+  assert parent.returncode != 0, err.decode(errors="replace")[-2000:]
   end = time.monotonic() + 5
   while alive(worker) and time.monotonic() < end:
     time.sleep(0.02)
