@@ -15,7 +15,7 @@ import time
 
 from arrl import tree as tree_lib
 from arrl.abort import AbortPolicy
-from arrl.agents import AGENTS, make_agent
+from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
 from arrl.ledger import LedgerError
 from arrl.loop import LoopConfig, SearchLoop
@@ -97,9 +97,11 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   oracle = Oracle(max_experiments=args.max_experiments, max_hours=args.max_hours,
                   patience=args.patience or None, run_dir=args.run_dir, signals=signals)
   # Random programs of the full nanochat space are mostly hopeless: evolution starts from one-edit mutants.
-  agent_kwargs = {"init": "mutate"} if args.agent == "evolution" else {}
+  agent_kwargs = run_dir_options(args.agent, args.run_dir)
+  if args.agent == "evolution":
+    agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
-    agent_kwargs = {"ckpt_dir": os.path.join(os.path.abspath(args.run_dir), "ppo"), "init_from": args.agent_init}
+    agent_kwargs["init_from"] = args.agent_init
   return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 import tempfile
 import traceback
 from typing import Any, Callable
 
 from arrl import tree as tree_lib
-from arrl.agents import make_agent
+from arrl.agents import make_agent, run_dir_options
 from arrl.loop import EvalResult, LoopConfig, SearchLoop
 from arrl.oracle import Oracle
 from arrl.space import Space
@@ -80,10 +79,8 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
   sp = as_space(space)
   name = getattr(objective, "__qualname__", type(objective).__name__)
   digest = hashlib.sha256(f"{name}|{tree_lib.to_json(sp.default())}".encode()).hexdigest()[:16]
-  agent_kwargs = dict(agent_kwargs or {})
+  agent_kwargs = {**(run_dir_options(agent, run_dir) if run_dir is not None else {}), **(agent_kwargs or {})}
   tmp = None
-  if run_dir is not None and agent == "ppo":  # network checkpoints beside the ledger, not inside state.json
-    agent_kwargs.setdefault("ckpt_dir", os.path.join(os.path.abspath(run_dir), "ppo"))
   if run_dir is None:
     tmp = tempfile.TemporaryDirectory(prefix="arrl-search-")
     run_dir = tmp.name

@@ -42,6 +42,8 @@ def check_value(where: str, value: Any) -> Value:
 
 
 def _same(a: Value, b: Value) -> bool:
+  """Identity of two field values: equal and of the same types (8 and 8.0 differ, as in the JSON digest).
+  Stricter than grammar.same, which matches a value to a grid entry and only keeps bools apart from ints."""
   if isinstance(a, tuple):
     return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
   return type(a) is type(b) and a == b

@@ -63,10 +63,16 @@ def test_resume_continues_exactly_in_process(tmp_path):
   assert [t.params for t in first.trials] == [t.params for t in straight.trials[:len(first.trials)]]
 
 
-def _loop(run_dir, digest="env-a", force=False, oracle=None):
+def _loop(run_dir, digest="env-a", force=False, oracle=None, durable=True):
   space = Space.from_dict(SPACE)
   return SearchLoop(space, CallableEvaluator(space, objective, digest), make_agent("random", seed=0), str(run_dir),
-                    oracle or Oracle(max_experiments=3, patience=None), LoopConfig(noise_repeats=1), force=force)
+                    oracle or Oracle(max_experiments=3, patience=None), LoopConfig(noise_repeats=1, durable=durable),
+                    force=force)
+
+
+def test_throw_away_loops_keep_a_ledger_but_write_no_state(tmp_path):
+  _loop(tmp_path, durable=False).run()
+  assert (tmp_path / "trials.jsonl").exists() and not (tmp_path / "state.json").exists()
 
 
 def test_environment_mismatch_refuses_to_resume_unless_forced(tmp_path):

@@ -1,6 +1,5 @@
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -70,24 +69,6 @@ def test_ppo_with_a_run_dir_checkpoints_beside_the_ledger_and_resumes(tmp_path):
   assert (tmp_path / "run" / "ppo").is_dir()
   again = arrl.search.search(SPACE, objective, agent="ppo", max_trials=9, seed=0, run_dir=run_dir)
   assert [t.params for t in again.trials] == [t.params for t in res.trials]  # resumed: nothing new to run
-
-
-def test_throw_away_searches_write_no_state(tmp_path, monkeypatch):
-  made = []
-  real = arrl.search.tempfile.TemporaryDirectory
-
-  class Spy:
-    def __init__(self, **kw):
-      self.inner = real(dir=tmp_path, **kw)
-      self.name = self.inner.name
-
-    def cleanup(self):
-      made.append(sorted(os.listdir(self.name)))
-      self.inner.cleanup()
-
-  monkeypatch.setattr(arrl.search.tempfile, "TemporaryDirectory", Spy)
-  arrl.search.search(SPACE, objective, agent="greedy", max_trials=5, seed=0)
-  assert made and "trials.jsonl" in made[0] and "state.json" not in made[0]
 
 
 def test_evolution_is_aging_with_tournaments():

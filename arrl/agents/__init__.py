@@ -1,6 +1,7 @@
 """Agents behind one small interface (`arrl.agents.base.Agent`), by name."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from arrl.agents.evolution import EvolutionAgent
@@ -30,6 +31,12 @@ def make_agent(name: str, seed: int = 0, **kwargs: Any):
   if name not in AGENTS:
     raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}")
   return AGENTS[name](seed=seed, **kwargs)
+
+
+def run_dir_options(name: str, run_dir: str) -> dict[str, Any]:
+  """Options an agent takes from its run directory: ppo checkpoints its network (orbax) in RUN_DIR/ppo, beside
+  the ledger, instead of inside the loop's state.json."""
+  return {"ckpt_dir": os.path.join(os.path.abspath(run_dir), "ppo")} if name == "ppo" else {}
 
 
 def register_agent(name: str, factory: Callable[..., Any]) -> None:

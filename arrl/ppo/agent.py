@@ -136,9 +136,11 @@ class PPOAgent:
       h, value = network.encode(self.net_cfg, self.params, stack_tokens([obs], obs.kind.shape[0]))
       out: list[Proposal] = []
       seen = set(stats.measured)
-      for attempt in range(20 * n):
+      tries = 20 * n
+      for attempt in range(tries):
         prop, tr, decisions, ent = self._sample(state, stats, obs, h, float(value[0]))
-        if prop.tree in seen and (out or attempt < 20 * n - 1):
+        last_chance = not out and attempt == tries - 1  # nothing new found: return this one, measured or not
+        if prop.tree in seen and not last_chance:
           continue
         seen.add(prop.tree)
         self.pending[self.proposed], self.in_flight[self.proposed] = tr, prop.tree
