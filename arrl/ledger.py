@@ -86,6 +86,44 @@ def validate_record(record: dict) -> dict:
   return out
 
 
+def parse_ledger(data: bytes, path: str) -> tuple[list[dict], int]:
+  """The records of a ledger file's bytes and the offset just past the last good line (a torn last line is
+  left out). LedgerError names `path` for a bad line anywhere else."""
+  lines = data.split(b"\n")
+  complete = lines[:-1]       # lines[-1] is b"" when the file ends with a newline, else a torn tail
+  records: list[dict] = []
+  seen: set[str] = set()
+  good_end = 0                # byte offset just past the last good line
+  for i, line in enumerate(complete):
+    try:
+      rec = json.loads(line)
+      if not isinstance(rec, dict) or "trial_id" not in rec or "status" not in rec:
+        raise ValueError("not a trial record")
+    except ValueError as e:
+      if i == len(complete) - 1 and not lines[-1]:   # garbage in the last line: a torn append
+        break
+      raise LedgerError(f"{path}: line {i + 1} is corrupt ({e}); only a torn last line is "
+                        "repaired automatically — fix or remove that line by hand") from e
+    if rec["trial_id"] in seen:
+      raise LedgerError(f"{path}: line {i + 1} repeats trial_id {rec['trial_id']!r} (corrupt)")
+    seen.add(rec["trial_id"])
+    records.append(rec)
+    good_end += len(line) + 1
+  return records, good_end
+
+
+def read_records(run_dir: str) -> list[dict]:
+  """The records of RUN_DIR/trials.jsonl without writing anything (safe on a run in progress: a torn or
+  half-written last line is left out, not repaired). LedgerError if it is missing or unreadable."""
+  path = os.path.join(os.fspath(run_dir), LEDGER_FILE)
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise LedgerError(f"cannot read {path}: {e.strerror or e}") from e
+  return parse_ledger(data, path)[0]
+
+
 class Ledger:
   """The trials of one run directory, loaded on open (repairing a torn tail), appended durably."""
 
@@ -108,26 +146,7 @@ class Ledger:
       return []
     with open(self.path, "rb") as f:
       data = f.read()
-    lines = data.split(b"\n")
-    complete = lines[:-1]       # lines[-1] is b"" when the file ends with a newline, else a torn tail
-    records: list[dict] = []
-    seen: set[str] = set()
-    good_end = 0                # byte offset just past the last good line
-    for i, line in enumerate(complete):
-      try:
-        rec = json.loads(line)
-        if not isinstance(rec, dict) or "trial_id" not in rec or "status" not in rec:
-          raise ValueError("not a trial record")
-      except ValueError as e:
-        if i == len(complete) - 1 and not lines[-1]:   # garbage in the last line: a torn append
-          break
-        raise LedgerError(f"{self.path}: line {i + 1} is corrupt ({e}); only a torn last line is "
-                          "repaired automatically — fix or remove that line by hand") from e
-      if rec["trial_id"] in seen:
-        raise LedgerError(f"{self.path}: line {i + 1} repeats trial_id {rec['trial_id']!r} (corrupt)")
-      seen.add(rec["trial_id"])
-      records.append(rec)
-      good_end += len(line) + 1
+    records, good_end = parse_ledger(data, self.path)
     if good_end < len(data):
       self._repair(data, good_end)
     return records

@@ -93,7 +93,8 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   evaluator = NanochatEvaluator(
       executor=LocalProcessExecutor(env=worker_env()), preset=preset.name, budget_s=budget, compile_cap_s=preset.compile_cap_s,
       env_digest=digest, run_dir=args.run_dir, data=args.data, val_data=args.val_data, cache_dir=args.cache_dir,
-      seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested)
+      seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested,
+      watch=display.monitor if display else None)
   oracle = Oracle(max_experiments=args.max_experiments, max_hours=args.max_hours,
                   patience=args.patience or None, run_dir=args.run_dir, signals=signals)
   # Random programs of the full nanochat space are mostly hopeless: evolution starts from one-edit mutants.
@@ -132,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
       return 2
     print(f"run {loop.run_dir} | agent {args.agent} | env {loop.evaluator.env_digest} | "
           f"{len(loop.ledger)} trials so far", file=sys.stderr, flush=True)
+    display.attach(loop)
     try:
       reason = loop.run()
     except TrialCancelled:
       reason = "signal (trial in flight abandoned; it reruns on resume)"
+    finally:
+      display.close()
   print(final_report(loop, reason), flush=True)
   return 0
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable
 
 from arrl.abort import AbortPolicy, AbortReference, AbortWatcher
 from arrl.loop import EvalResult
 from arrl.nanochat_space import to_program
-from arrl.runner import Executor, TrialJob
+from arrl.runner import Executor, Monitor, TrialJob
 
 TRIAL_FN = "arrl.nanochat_objective:run_trial"
 STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on top of the compile cap
@@ -23,16 +23,21 @@ def run_trial(payload: dict, ctx: Any) -> dict:
   from nanochat_jax.config import Program
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
-  from nanochat_jax.train import train
+  from nanochat_jax.model import flops_per_token
+  from nanochat_jax.train import peak_flops, train
 
   preset = get_preset(payload["preset"])
   data = load_run_data(preset, payload.get("data"), payload.get("val_data"), payload.get("cache_dir"))
+  program = Program.from_json(payload["program"])
+  step_tokens, token_flops = program.schedule.total_batch_tokens, flops_per_token(program.model)
 
   def on_progress(info: dict) -> bool:
-    ctx.progress(t=info["t"], progress=info["progress"], loss=info["loss"], step=info["step"])
+    tok_s = info["step"] * step_tokens / max(info["t"], 1e-9)   # mean over the training time so far
+    ctx.progress(t=info["t"], progress=info["progress"], loss=info["loss"], step=info["step"], tok_s=tok_s,
+                 mfu=100 * token_flops * tok_s / peak_flops())
     return ctx.should_stop()
 
-  res = train(Program.from_json(payload["program"]), preset, data, seed=payload.get("seed", 0),
+  res = train(program, preset, data, seed=payload.get("seed", 0),
               budget_s=payload["budget_s"], on_progress=on_progress, log=lambda s: print(s, flush=True))
   print(res.summary(), flush=True)
   out = dataclasses.asdict(res)
@@ -54,6 +59,7 @@ class NanochatEvaluator:
   seed: int = 0
   abort: AbortPolicy = AbortPolicy()
   cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
+  watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
 
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
@@ -63,8 +69,10 @@ class NanochatEvaluator:
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,
                    eval_allowance_s=max(60.0, 0.5 * self.budget_s),
                    log_path=os.path.join(self.run_dir, "logs", f"{trial_id}.log"))
-    watcher = AbortWatcher(self.abort, AbortReference.from_record(best, sigma))
-    res = self.executor.run(job, monitor=watcher, cancel=self.cancel)
+    monitor = AbortWatcher(self.abort, AbortReference.from_record(best, sigma))
+    if self.watch is not None:
+      monitor = self.watch(trial_id, monitor)
+    res = self.executor.run(job, monitor=monitor, cancel=self.cancel)
     if res.env_digest is not None and res.env_digest != self.env_digest:
       return EvalResult(status="crash", score=None, metrics={**res.ledger_fields(), "error": (
           f"worker saw environment {res.env_digest}, loop expects {self.env_digest}")})
