@@ -127,7 +127,7 @@ class RunDisplay:
     if self.console.is_terminal and not self.failed and self._live is None:
       self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=self.refresh_per_second,
                         transient=True, redirect_stdout=False)
-      self._live.start()
+      self._live.start(refresh=True)
 
   def _progress(self, trial_id: str, event: dict, abort: dict | None) -> None:
     flight = self.flight
@@ -161,10 +161,11 @@ class RunDisplay:
       head.append(flight["description"] or "", style="cyan")
       lines.append(head)
       event = flight["event"]
-      lines.append("  " + (progress_text(event) if event else "starting: worker start-up and compile ..."))
+      lines.append(f"  {100 * event['progress']:.0f}% | {progress_text(event)}" if event else
+                   "  starting: worker start-up and compile ...")
       lines.append("  " + abort_text(flight["abort"]))
     if self.loop is not None:
-      lines.append(self.run_text(self.loop))
+      lines.append("run: " + self.run_text(self.loop))
     return Text("\n").join(Text(x) if isinstance(x, str) else x for x in lines)
 
   def _render(self) -> RenderableType:
