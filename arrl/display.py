@@ -30,7 +30,7 @@ def _fmt_s(s: float) -> str:
 
 
 def progress_text(event: dict) -> str:
-  """`step 21 | loss 6.3120 | 1,020 tok/s | MFU 3.1% | 12s left` from a progress event (fields it lacks are left out)."""
+  """`step 21 | loss 6.3120 | 1,020 tok/s | MFU 3.1% | 0m12s left` from a progress event (missing fields left out)."""
   parts = [f"step {event['step']}"] if "step" in event else []
   parts.append(f"loss {event['loss']:.4f}")
   if event.get("tok_s") is not None:

@@ -237,7 +237,8 @@ def markdown(run: Run, png_name: str) -> str:
       changes = tree_lib.diff(default, tree_lib.from_json(best["program"]))
       lines += ["", "Changes from the default program:", ""]
       lines += [f"- `{c}`" for c in changes.split("; ")] if changes else ["- none"]
-  lines += ["", f"## Top {TOP_N}", "", "| rank | trial | status | val_bpb | vs baseline | edit |", "|---|---|---|---|---|---|"]
+  lines += ["", f"## Top {TOP_N}", "", "| rank | trial | status | val_bpb | vs baseline | edit |",
+            "|---|---|---|---|---|---|"]
   scored = sorted((r for r in ran if _finite(r.get("val_bpb"))), key=lambda r: r["val_bpb"])
   for i, r in enumerate(scored[:TOP_N], 1):
     delta = f"{r['val_bpb'] - base_mean:+.6f}" if base_mean is not None else "-"

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +66,10 @@ def test_end_to_end_sigint_then_resume(tmp_path):
   out, err = proc.communicate(timeout=400)
   assert proc.returncode == 0, err[-3000:]
   assert "stop_reason: signal" in out
+  # stderr is not a terminal: the display prints plain progress lines (from the worker's events), no live panel
+  progress_line = r"^  trial 000000 +\d+% \| step \d+ \| loss [\d.]+ \| [\d,]+ tok/s \| MFU [\d.]+% \| "
+  assert re.search(progress_line, err, re.M), err[-3000:]
+  assert "\x1b[" not in err
   first = [json.loads(line) for line in ledger.read_text().splitlines()]
   assert 1 <= len(first) <= 2 and first[0]["status"] == "baseline" and first[0]["val_bpb"] > 0
   assert json.loads((run_dir / "state.json").read_text())["pending"] is None

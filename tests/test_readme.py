@@ -1,6 +1,8 @@
 """The README's "Extend the search space" example, run as written."""
 import os
 import re
+import subprocess
+import sys
 
 from arrl.edits import SwapVariant
 from arrl.nanochat_space import nanochat_space, to_program
@@ -20,6 +22,16 @@ def extend_example() -> str:
 def test_readme_commands_come_first():
   head = open(README).read().split("\n```bash\n", 1)[1].split("```", 1)[0].splitlines()
   assert "python -m arrl.main" in head[0] and "python -m pytest" in head[1]
+
+
+def test_readme_test_command_prints_the_summary_line():
+  """The project's pytest options keep pytest's "N passed" line, even with a -q added (the stricter case)."""
+  head = open(README).read().split("\n```bash\n", 1)[1].split("```", 1)[0].splitlines()
+  args = head[1].split("python -m pytest", 1)[1].split("#", 1)[0].split()
+  one_test = "tests/test_display.py::test_non_terminal_output_is_the_periodic_lines_and_the_trial_line_only"
+  out = subprocess.run([sys.executable, "-m", "pytest", *args, "-q", one_test], capture_output=True, text=True,
+                       cwd=os.path.dirname(README), timeout=300).stdout
+  assert re.search(r"^1 passed in ", out, re.M), out[-2000:]
 
 
 def test_extend_example_registers_a_choosable_trainable_variant(tiny_data, fresh_mlp_registry):

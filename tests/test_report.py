@@ -38,11 +38,12 @@ def write_run(run_dir, scores=None):
   ledger = Ledger(str(run_dir), durable=False)
   for i, (status, val, tree, desc) in enumerate(rows):
     cached = desc == "cached"
+    start = 1000.0 + 100 * i
     if scores is not None and val is not None:
       val = scores[i]
     ledger.append({"trial_id": f"{i:06d}", "status": status, "val_bpb": val, "kept": status == "keep",
                    "program": tree_lib.to_json(tree), "digest": tree_lib.digest(tree), "description": desc,
-                   "cached": cached, "started_at": 1000.0 + 100 * i, "finished_at": 1000.0 + 100 * i + (0 if cached else 60),
+                   "cached": cached, "started_at": start, "finished_at": start + (0 if cached else 60),
                    "training_seconds": None if cached else 30.0, "compile_seconds": None if cached else 10.0})
   return str(run_dir)
 
