@@ -187,8 +187,7 @@ class RunDisplay:
       left.append((self.max_experiments - executed) * elapsed_s / executed)
     if not left:
       return "until stopped"
-    s = max(0.0, min(left))
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return _fmt_s(max(0.0, min(left)))
 
   def _trial_line(self, loop: Any, rec: dict) -> None:
     score = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
