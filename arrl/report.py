@@ -217,7 +217,7 @@ def markdown(run: Run, png_name: str) -> str:
   lines = [f"# arrl run `{run.run_dir}`", "",
            f"{len(recs)} trials ({len(ran)} run, {len(recs) - len(ran)} cached), "
            f"{_when(recs[0].get('started_at'))} to {_when(recs[-1].get('finished_at'))}.",
-           f"Baseline (default program, {len(base)} runs): mean val_bpb {_bpb(base_mean)}, sigma "
+           f"Baseline (default program, {len(base)} run{'' if len(base) == 1 else 's'}): mean val_bpb {_bpb(base_mean)}, sigma "
            + (f"{sigma:.6f}" if sigma is not None else "unknown (no baseline finished)") + ".", "",
            "| status | trials |", "|---|---|"]
   counts = collections.Counter(r["status"] for r in recs)
