@@ -19,6 +19,13 @@ Constraint = Callable[[Node], Union[str, None]]  # root tree -> error message, o
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def check_name(what: str, name: object) -> str:
+  """`name` if it is an identifier; names end up in paths, diffs and exported scripts, so nothing else passes."""
+  if not isinstance(name, str) or not _NAME.fullmatch(name):
+    raise ValueError(f"{what} name {name!r} must be an identifier (letters, digits, _; not starting with a digit)")
+  return name
+
+
 def same(a: object, b: object) -> bool:
   """Equality that keeps bools apart from ints (True == 1 in Python, but not on a grid)."""
   return a == b and isinstance(a, bool) == isinstance(b, bool)
@@ -107,9 +114,8 @@ class Grammar:
   def add_variant(self, kind: str, variant: str, fields: Mapping[str, FieldSpec] | None = None) -> None:
     """Registers `variant` of `kind` (creating the kind) with its fields, in declaration order."""
     fields = dict(fields or {})
-    for name in (kind, variant):
-      if not isinstance(name, str) or not name:
-        raise ValueError(f"kind and variant names must be non-empty strings, got {name!r}")
+    check_name("kind", kind)
+    check_name("variant", variant)
     if variant in self._kinds.get(kind, {}):
       raise ValueError(f"variant {variant!r} of kind {kind!r} is already registered")
     for name, spec in fields.items():

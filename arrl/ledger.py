@@ -6,8 +6,10 @@ diffable by a human at 3 a.m., and crash safety needs only two facts:
   - each record is written with a single `write()` on an O_APPEND descriptor and then fsync'd, so a
     finished `append` survives kill -9 and power loss;
   - a crash can at worst leave a torn (partial or garbage) *last* line. Opening the ledger detects it,
-    saves the bytes to `trials.jsonl.torn-<unix time>` and truncates the file back to the last complete
-    record. A bad line anywhere else is real corruption and raises `LedgerError` (nothing is guessed).
+    saves the bytes to `trials.jsonl.torn-<unix time>-<pid>`, truncates the file back to the last complete
+    record and says so on stderr. The trial id in the torn text (if readable) stays reserved
+    (`reserved_ids`), so the loop never gives it to another trial. A bad line anywhere else is real
+    corruption and raises `LedgerError` (nothing is guessed).
 
 `results.tsv` mirrors the ledger in autoresearch's format. It is derived data: it is rewritten whole
 (temp file + fsync + rename) after every append and again on open, so after kill -9 it is always a
@@ -18,9 +20,12 @@ Single writer: two processes appending to one run directory is not supported.
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import math
 import os
+import re
+import sys
 import time
 from typing import Any
 
@@ -40,6 +45,7 @@ FIELDS: dict[str, Any] = {
     "error": None, "started_at": None, "finished_at": None, "kept": False,
 }
 REQUIRED = ("trial_id", "status")
+_TORN_ID = re.compile(rb'"trial_id"\s*:\s*"([^"\\]{1,64})"')
 
 
 class LedgerError(RuntimeError):
@@ -152,7 +158,7 @@ class Ledger:
     return records
 
   def _repair(self, data: bytes, good_end: int) -> None:
-    torn = f"{self.path}.torn-{int(time.time())}"
+    torn = f"{self.path}.torn-{int(time.time())}-{os.getpid()}"
     with open(torn, "wb") as f:
       f.write(data[good_end:])
       f.flush()
@@ -161,9 +167,21 @@ class Ledger:
       f.truncate(good_end)
       f.flush()
       os.fsync(f.fileno())
+    ids = _TORN_ID.findall(data[good_end:])
+    lost = f"trial {ids[0].decode(errors='replace')} is lost and its id is not reused" if ids else "no trial id in it"
+    print(f"note: {self.path} ended in a torn line (an interrupted write); moved it to {torn} ({lost})",
+          file=sys.stderr)
+
+  def reserved_ids(self) -> set[str]:
+    """Trial ids found in torn tails moved aside (now or on an earlier open): never to be given out again."""
+    out: set[str] = set()
+    for torn in glob.glob(glob.escape(self.path) + ".torn-*"):
+      with open(torn, "rb") as f:
+        out.update(m.decode(errors="replace") for m in _TORN_ID.findall(f.read()))
+    return out
 
   def _write_results(self) -> None:
-    tmp = f"{self.results_path}.tmp"
+    tmp = f"{self.results_path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
     with open(tmp, "w") as f:
       f.write("\n".join([RESULTS_HEADER] + [_tsv_row(r) for r in self._records]) + "\n")
       if self.durable:

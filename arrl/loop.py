@@ -6,12 +6,20 @@ the agent observes it and the state is saved again without the pending trial. On
   - a pending trial already in the ledger is observed from its record (never run twice);
   - a pending trial not in the ledger is run again (the trial in flight is the only loss).
 So a kill -9 at any moment loses at most the trial in flight and never duplicates a finished one.
+
+Nothing read from the run directory is trusted: state.json is type-checked, every program (current,
+pending, ledger) is validated against the space, and trial ids come from a counter saved in state.json
+(an id read back must be 6+ digits). A state that no longer matches the ledger (a torn record it had
+counted, a best trial missing) or a missing state.json beside a non-empty ledger is rebuilt by replaying
+the ledger, with a note on stderr; an id seen in a torn tail is never given out again.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
+import sys
 import time
 from typing import Any, Callable, Protocol
 
@@ -25,6 +33,18 @@ from arrl.oracle import Oracle
 from arrl.space import Space
 
 STATE_FILE = "state.json"
+TRIAL_ID = re.compile(r"\d{6,}")
+_NUM = (int, float)
+_STATE_TYPES: dict[str, tuple[type, ...]] = {   # state.json field -> accepted JSON types
+    "env_digest": (str,), "agent_name": (str,), "agent": (dict,), "current": (str,), "best_id": (str, type(None)),
+    "best_score": (*_NUM, type(None)), "baseline_scores": (list,), "sigma": _NUM, "pending": (dict, type(None)),
+    "elapsed_s": _NUM, "executed": (int,), "cached_in_a_row": (int,)}
+_PENDING_TYPES: dict[str, tuple[type, ...]] = {
+    "trial_id": (str,), "baseline": (bool,), "program": (str,), "parent_program": (str, type(None)),
+    "edits": (list,), "agent": (dict,), "description": (str,)}
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {   # what the loop reads back from its own ledger records
+    "program": (str,), "run_status": (str,), "val_bpb": (*_NUM, type(None)), "kept": (bool,),
+    "started_at": _NUM, "finished_at": _NUM}
 MAX_CACHED_IN_A_ROW = 200   # an agent that only re-proposes measured programs has exhausted the space
 
 
@@ -50,8 +70,20 @@ class Evaluator(Protocol):
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult: ...
 
 
+def _check_types(obj: Any, types: dict[str, tuple[type, ...]], where: str) -> None:
+  if not isinstance(obj, dict):
+    raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+  for key, accepted in types.items():
+    if key not in obj:
+      raise ValueError(f"{where}: field {key!r} is missing")
+    value = obj[key]
+    if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+      names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+      raise ValueError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
+
+
 def _write_json_atomic(path: str, obj: Any) -> None:
-  tmp = f"{path}.tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
   with open(tmp, "w") as f:
     json.dump(obj, f)
     f.flush()
@@ -79,8 +111,16 @@ class SearchLoop:
     self.elapsed_s = 0.0
     self.executed = 0                      # trials actually run (cached ones excluded)
     self.cached_in_a_row = 0
+    self.next_id = self._first_free_id()   # trial ids: generated, never reused (torn tails included)
+    self.absorbed = 0                      # ledger records learned from (a state that disagrees is rebuilt)
     if os.path.exists(self.state_path):
       self._resume(force)
+    elif config.durable and len(self.ledger):
+      last = self.ledger.records()[-1].get("env_digest")
+      if last != self.evaluator.env_digest and not force:
+        raise ValueError(f"{self.state_path} is missing and {self.ledger.path} was run in frozen environment {last}, "
+                         f"not {self.evaluator.env_digest}; results would not compare. Use a new --run-dir, or --force")
+      self._rebuild(f"{self.state_path} is missing")
     else:
       self._save()
 
@@ -94,8 +134,31 @@ class SearchLoop:
         "best_id": self.best["trial_id"] if self.best else None, "best_score": self.best_score,
         "baseline_scores": self.baseline_scores,
         "sigma": self.sigma, "pending": self.pending, "elapsed_s": self.elapsed_s, "executed": self.executed,
-        "cached_in_a_row": self.cached_in_a_row,
+        "cached_in_a_row": self.cached_in_a_row, "next_id": self.next_id, "absorbed": self.absorbed,
     })
+
+  def _first_free_id(self) -> int:
+    ids = self.ledger.reserved_ids() | {r["trial_id"] for r in self.ledger.records()}
+    return 1 + max((int(t) for t in ids if TRIAL_ID.fullmatch(t)), default=-1)
+
+  def _tree(self, text: Any, where: str) -> Any:
+    """A program read from disk, validated against the space (so nothing off the grid ever runs)."""
+    try:
+      if not isinstance(text, str):
+        raise ValueError(f"expected a tree JSON string, got {type(text).__name__}")
+      tree = tree_lib.from_json(text)
+      self.space.validate(tree)
+    except ValueError as e:
+      raise ValueError(f"{where}: {e}") from None
+    return tree
+
+  def _check_ledger(self) -> None:
+    for rec in self.ledger.records():
+      where = f"{self.ledger.path}: trial {rec['trial_id']}"
+      _check_types(rec, _RECORD_TYPES, where)
+      self._tree(rec["program"], f"{where} program")
+      if rec.get("parent_program") is not None:
+        self._tree(rec["parent_program"], f"{where} parent_program")
 
   def _resume(self, force: bool) -> None:
     try:
@@ -103,20 +166,68 @@ class SearchLoop:
         st = json.load(f)
     except (OSError, ValueError) as e:
       raise ValueError(f"cannot read {self.state_path}: {e}") from e
+    _check_types(st, _STATE_TYPES, self.state_path)
     if st["env_digest"] != self.evaluator.env_digest and not force:
       raise ValueError(f"frozen-environment digest changed ({st['env_digest']} -> {self.evaluator.env_digest}); "
                        "results would not compare. Use a new --run-dir, or --force to resume anyway")
     if st["agent_name"] != self.agent.name:
       raise ValueError(f"run directory was made by agent {st['agent_name']!r}, not {self.agent.name!r}")
-    self.agent.load_state_dict(st["agent"])
-    self.current = tree_lib.from_json(st["current"])
+    self.next_id = max(self.next_id, st.get("next_id", 0) if isinstance(st.get("next_id"), int) else 0)
+    records = self.ledger.records()
+    pend = st["pending"]
+    pending_done = pend is not None and bool(records) and pend.get("trial_id") == records[-1]["trial_id"]
+    absorbed = st.get("absorbed", len(records) - pending_done)   # older states did not count
+    if absorbed != len(records) - pending_done:
+      return self._rebuild(f"{self.state_path} counts {absorbed} finished trials, {self.ledger.path} has "
+                           f"{len(records) - pending_done}")
+    if st["best_id"] is not None and st["best_id"] not in {r["trial_id"] for r in records}:
+      return self._rebuild(f"the best trial {st['best_id']!r} of {self.state_path} is not in {self.ledger.path}")
+    self._check_ledger()
+    try:
+      self.agent.load_state_dict(st["agent"])
+    except (KeyError, TypeError, ValueError) as e:
+      raise ValueError(f"{self.state_path}: the {st['agent_name']} agent's state is not usable ({e!r:.200})") from None
+    self.current = self._tree(st["current"], f"{self.state_path}: current")
     self.baseline_scores, self.sigma = st["baseline_scores"], st["sigma"]
-    self.pending, self.elapsed_s = st["pending"], st["elapsed_s"]
+    self.pending = self._check_pending(pend) if pend is not None else None
+    self.elapsed_s = st["elapsed_s"]
     self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
-    records = {r["trial_id"]: r for r in self.ledger.records()}
-    self.best = records.get(st["best_id"]) if st["best_id"] else None
+    self.best = next((r for r in records if r["trial_id"] == st["best_id"]), None)
     self.best_score = st["best_score"]
-    self.history = [self._outcome(r) for r in self.ledger.records() if r.get("status") != "baseline"]
+    self.history = [self._outcome(r) for r in records if r.get("status") != "baseline"]
+    self.absorbed = absorbed
+    if self.pending is not pend:   # the pending trial got a fresh id
+      self._save()
+
+  def _check_pending(self, pend: dict) -> dict:
+    where = f"{self.state_path}: pending"
+    _check_types(pend, _PENDING_TYPES, where)
+    tid = pend["trial_id"]
+    if not TRIAL_ID.fullmatch(tid):
+      raise ValueError(f"{where}: trial_id {tid!r:.60} is not a trial id (6 or more digits)")
+    tree = self._tree(pend["program"], f"{where} program")
+    if pend["parent_program"] is not None:
+      self._tree(pend["parent_program"], f"{where} parent_program")
+    done = [r for r in self.ledger.records() if r["trial_id"] == tid]
+    if done and done[0].get("digest") != tree_lib.digest(tree):
+      raise ValueError(f"{where}: trial {tid} is in {self.ledger.path} with another program; "
+                       f"delete {self.state_path} to rebuild the state from the ledger")
+    if not done and tid in self.ledger.reserved_ids():   # its record was torn: rerun it under a fresh id
+      return {**pend, "trial_id": self._new_id()}
+    return pend
+
+  def _rebuild(self, why: str) -> None:
+    """Replays the ledger into a fresh state: baselines, sigma, best, current, counts, history, agent."""
+    self._check_ledger()
+    records = self.ledger.records()
+    print(f"note: {why}; rebuilding the search state from {self.ledger.path} ({len(records)} trials); the "
+          f"agent is replayed their outcomes, so its next proposals may differ from an uninterrupted run",
+          file=sys.stderr)
+    on_trial, self.on_trial = self.on_trial, None
+    for rec in records:
+      self._learn({"baseline": rec.get("description") == "baseline" and rec.get("parent_program") is None}, rec)
+    self.on_trial = on_trial
+    self._save()
 
   # ---- one trial ---------------------------------------------------------------------------------
   def _outcome(self, rec: dict) -> Outcome:
@@ -134,8 +245,9 @@ class SearchLoop:
                        best_score=self.best_score, sigma=self.sigma,
                        history=self.history, budget_used=self.oracle.budget_used(self.executed, self.elapsed_s))
 
-  def _next_id(self) -> str:
-    return f"{len(self.ledger):06d}"
+  def _new_id(self) -> str:
+    self.next_id += 1
+    return f"{self.next_id - 1:06d}"
 
   def _propose(self) -> dict:
     in_baseline = self.best_score is None
@@ -144,7 +256,7 @@ class SearchLoop:
     else:
       prop = self.agent.propose(self.state())
     return {
-        "trial_id": self._next_id(), "baseline": in_baseline,
+        "trial_id": self._new_id(), "baseline": in_baseline,
         "program": tree_lib.to_json(prop.tree),
         "parent_program": tree_lib.to_json(prop.parent) if prop.parent is not None else None,
         "edits": [e.to_dict() for e in prop.edits], "agent": prop.info,
@@ -200,6 +312,7 @@ class SearchLoop:
     return rec
 
   def _learn(self, pend: dict, rec: dict) -> None:
+    self.absorbed += 1
     if not rec.get("cached"):
       self.executed += 1
       self.elapsed_s += rec["finished_at"] - rec["started_at"]

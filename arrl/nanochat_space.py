@@ -27,17 +27,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pprint
+import re
 from typing import Callable, Mapping, Sequence, Union
 
 from nanochat_jax import model as nc_model
 from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
 from nanochat_jax.env import PRESETS, Preset
 
-from arrl.grammar import Child, Choice, FieldSpec, Grammar, ListOf, same
+from arrl.grammar import Child, Choice, FieldSpec, Grammar, ListOf, check_name, same
 from arrl.space import Space
-from arrl.tree import Node, Scalar, digest, diff
+from arrl.tree import Node, Scalar, digest, diff, flatten
 
 _SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig}
+_SAFE_TEXT = re.compile(r"[A-Za-z0-9_.+\-]*")  # strings that may appear in an exported script's docstring
 _MODULE_FIELDS = ("model.window_pattern", "model.mlp", "model.mlp_mult", "model.norm")  # not plain grid fields
 MAX_LAYER_PATTERN = 8  # longest window_pattern list (it is cycled over the layers)
 
@@ -171,6 +173,7 @@ def register_mlp_variant(name: str, builder: nc_model.MlpBuilder, fields: Mappin
   `matrices` counts its d_model x hidden weight matrices (3 for gated MLPs) for the size estimates.
   Re-registering the same name with the same builder and fields is a no-op.
   """
+  check_name("MLP variant", name)
   fields = dict(fields) if fields is not None else {"mult": _MULTS}
   mult = fields.get("mult")
   if set(fields) != {"mult"} or not isinstance(mult, Choice) or not all(
@@ -349,8 +352,15 @@ def export_script(tree: Node, preset_name: str) -> str:
   runner too, e.g. by importing the module that registers them before running it.
   """
   preset = _get_preset(preset_name)
+  try:
+    nanochat_space(preset).validate(tree)  # only registered names and grid values reach the script
+  except ValueError as e:
+    raise ValueError(f"export_script: not a valid {preset.name} program tree: {e}") from None
+  for path, value in flatten(tree).items():
+    for v in value if isinstance(value, tuple) else (value,):
+      if isinstance(v, str) and not _SAFE_TEXT.fullmatch(v):
+        raise ValueError(f"export_script: {path}={v!r} is not safe to write into a script")
   program = to_program(tree)
-  program.validate()
   changes = diff(from_program(preset.program), tree).replace("; ", "\n  ") or "none"
   return f'''#!/usr/bin/env python3
 """nanochat training program exported by arrl (tree {digest(tree)[:16]}, preset {preset.name}).
