@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
+from arrl.loop import error_line
 from arrl.runner import Monitor
 
 PERIODIC_STEPS = 10   # plain progress lines per trial when the output is not a terminal (every 10 %)
@@ -193,6 +194,8 @@ class RunDisplay:
     score = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
     colour = {"keep": "green", "baseline": "cyan", "discard": "white"}.get(rec["status"], "red")
     cached = " (cached)" if rec.get("cached") else ""
+    failed = rec.get("run_status") not in (None, "ok", "aborted")
+    error = f" | error: {escape(error_line(rec))}" if failed and error_line(rec) else ""
     self.console.print(
         f"trial {escape(rec['trial_id'])} [{colour}]{rec['status']:>15}[/{colour}]{cached} val_bpb {score} | "
-        f"{self.run_text(loop)} | {escape(str(rec.get('description', '')))}", soft_wrap=True)
+        f"{self.run_text(loop)} | {escape(str(rec.get('description', '')))}{error}", soft_wrap=True)

@@ -10,6 +10,7 @@ space (arrl.edits) read the grammar and need no other change.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from typing import Callable, Iterator, Mapping, Sequence, Union
 
@@ -124,6 +125,10 @@ class Grammar:
       if not isinstance(spec, (Choice, ListOf, Child)):
         raise ValueError(f"{kind}:{variant}.{name}: spec must be Choice, ListOf or Child, got {spec!r}")
     self._kinds.setdefault(kind, {})[variant] = fields
+
+  def fingerprint(self) -> str:
+    """sha256 of the kinds, variants and field specs (constraints are code and are not part of it)."""
+    return hashlib.sha256(repr(self._kinds).encode()).hexdigest()
 
   def add_constraint(self, fn: Constraint) -> None:
     if not callable(fn):

@@ -33,6 +33,8 @@ from arrl.oracle import Oracle
 from arrl.space import Space
 
 STATE_FILE = "state.json"
+MAX_BASELINE_FAILURES = 3   # the default program failing this often in a row stops the run: nothing to compare to
+BASELINE_FAILED = "baseline-failed"
 TRIAL_ID = re.compile(r"\d{6,}")
 _NUM = (int, float)
 _STATE_TYPES: dict[str, tuple[type, ...]] = {   # state.json field -> accepted JSON types
@@ -70,6 +72,20 @@ class Evaluator(Protocol):
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult: ...
 
 
+def is_baseline(rec: dict) -> bool:
+  """Whether a ledger record is a run of the default program for the noise estimate (ok or failed)."""
+  return rec.get("description") == "baseline" and rec.get("parent_program") is None
+
+
+def error_line(rec: dict) -> str:
+  """The last line of a failed trial's error (else of its log tail): what the user needs to see first."""
+  for text in (rec.get("error"), rec.get("log_tail")):
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    if lines:
+      return lines[-1][:300]
+  return ""
+
+
 def _check_types(obj: Any, types: dict[str, tuple[type, ...]], where: str) -> None:
   if not isinstance(obj, dict):
     raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -82,7 +98,7 @@ def _check_types(obj: Any, types: dict[str, tuple[type, ...]], where: str) -> No
       raise ValueError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
 
 
-def _write_json_atomic(path: str, obj: Any) -> None:
+def write_json_atomic(path: str, obj: Any) -> None:
   tmp = f"{path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
   with open(tmp, "w") as f:
     json.dump(obj, f)
@@ -128,7 +144,7 @@ class SearchLoop:
   def _save(self) -> None:
     if not self.config.durable:
       return
-    _write_json_atomic(self.state_path, {
+    write_json_atomic(self.state_path, {
         "env_digest": self.evaluator.env_digest, "agent_name": self.agent.name,
         "agent": self.agent.state_dict(), "current": tree_lib.to_json(self.current),
         "best_id": self.best["trial_id"] if self.best else None, "best_score": self.best_score,
@@ -225,7 +241,7 @@ class SearchLoop:
           file=sys.stderr)
     on_trial, self.on_trial = self.on_trial, None
     for rec in records:
-      self._learn({"baseline": rec.get("description") == "baseline" and rec.get("parent_program") is None}, rec)
+      self._learn({"baseline": is_baseline(rec)}, rec)
     self.on_trial = on_trial
     self._save()
 
@@ -336,7 +352,8 @@ class SearchLoop:
       self.on_trial(self, rec)
 
   def run(self) -> str:
-    """Run until the oracle (or exhaustion) stops the loop; returns the reason."""
+    """Run until the oracle (or exhaustion, or a baseline that keeps failing) stops the loop; returns the reason."""
+    baseline_failures = 0   # in this process only: a resume after fixing the cause tries again
     while True:
       reason = self.oracle.check(executed=self.executed, elapsed_s=self.elapsed_s, history=self.history,
                                  sigma=self.sigma, entropy=self.agent.entropy())
@@ -344,4 +361,8 @@ class SearchLoop:
         reason = f"exhausted: {MAX_CACHED_IN_A_ROW} proposals in a row were already measured"
       if reason:
         return reason
-      self.step()
+      rec = self.step()
+      baseline_failures = baseline_failures + 1 if is_baseline(rec) and rec["status"] != "baseline" else 0
+      if baseline_failures >= MAX_BASELINE_FAILURES:
+        return (f"{BASELINE_FAILED}: the default program failed {baseline_failures} times in a row "
+                f"(trial {rec['trial_id']} {rec['status']}: {error_line(rec) or 'no error text'})")

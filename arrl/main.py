@@ -5,11 +5,18 @@
 
 Stop it with Ctrl-C (finishes the trial in flight, saves, exits 0; a second Ctrl-C abandons that trial),
 `touch RUN_DIR/STOP`, --max-experiments or --max-hours; it also stops when the search has converged.
+
+A run directory stores the flags that define its run in RUN_DIR/run.json (preset, budget, agent, seed, data,
+keep rule, ...): a bare `--run-dir` resumes with them; only --max-experiments, --max-hours, --force and
+--cache-dir may differ on resume. One process at a time uses a run directory (RUN_DIR/lock).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import shutil
 import sys
 import time
 
@@ -18,14 +25,23 @@ from arrl.abort import AbortPolicy
 from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
 from arrl.ledger import LedgerError
-from arrl.loop import LoopConfig, SearchLoop
+from arrl.lock import RunDirLock
+from arrl.loop import BASELINE_FAILED, LoopConfig, SearchLoop, write_json_atomic
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import nanochat_space
-from arrl.oracle import Oracle, StopSignals
+from arrl.oracle import STOP_FILE, Oracle, StopSignals
 from arrl.runner import LocalProcessExecutor, TrialCancelled
 
 DEFAULT_AGENT = "ppo"
 _USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
+RUN_FILE = "run.json"
+# Flags that define a run, stored in RUN_DIR/run.json (flag dest -> accepted JSON types). The others
+# (--max-experiments, --max-hours, --force, --cache-dir) may change on every resume.
+RUN_FLAGS: dict[str, tuple[type, ...]] = {
+    "preset": (str,), "budget_s": (int, float), "agent": (str,), "seed": (int,), "data": (str, type(None)),
+    "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,), "keep_k": (int, float),
+    "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
+_PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume from another directory finds them
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--force", action="store_true", help="resume even if the frozen environment changed")
   p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
   args = p.parse_args(argv)
+  for action in p._actions:   # parse again without defaults: which flags did the user give?
+    action.default = argparse.SUPPRESS
+  args.explicit = set(vars(p.parse_args(argv)))
   for name in ("max_experiments", "noise_repeats"):
     if getattr(args, name) is not None and getattr(args, name) < 1:
       p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -59,6 +78,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   if args.agent not in AGENTS:
     p.error(f"unknown --agent {args.agent!r}; choose one of: {', '.join(sorted(AGENTS))}")
   return args
+
+
+def _flag(name: str) -> str:
+  return "--" + name.replace("_", "-")
+
+
+def apply_run_config(args: argparse.Namespace) -> None:
+  """Takes the run-defining flags from RUN_DIR/run.json when it exists; a flag given with another value is an
+  error (one line). Checks --agent-init. Creates nothing."""
+  for name in _PATH_FLAGS:
+    if getattr(args, name):
+      setattr(args, name, os.path.abspath(getattr(args, name)))
+  path = os.path.join(args.run_dir, RUN_FILE) if args.run_dir else None
+  if path and os.path.isfile(path):
+    try:
+      with open(path) as f:
+        stored = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"cannot read {path}: {e}") from None
+    if not isinstance(stored, dict) or set(stored) != set(RUN_FLAGS):
+      raise ValueError(f"{path}: expected an object with exactly the keys {', '.join(RUN_FLAGS)}")
+    for name, types in RUN_FLAGS.items():
+      value = stored[name]
+      if (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+          or (isinstance(value, float) and not math.isfinite(value))):
+        raise ValueError(f"{path}: {name} has the wrong type or is not finite ({value!r:.60})")
+      given = getattr(args, name)
+      if name in args.explicit and given != value:
+        raise ValueError(f"{_flag(name)} {given} differs from this run's {value} ({path}); omit it to resume "
+                         "with the stored value, or start a new --run-dir")
+      setattr(args, name, value)
+  if args.agent_init is not None:
+    if args.agent != "ppo":
+      raise ValueError(f"--agent-init only applies to --agent ppo (this run's agent is {args.agent})")
+    if not os.path.isdir(args.agent_init):
+      raise ValueError(f"--agent-init {args.agent_init}: no such directory (give an earlier run's RUN_DIR/ppo)")
+
+
+def save_run_config(args: argparse.Namespace) -> None:
+  path = os.path.join(args.run_dir, RUN_FILE)
+  if not os.path.exists(path):
+    write_json_atomic(path, {name: getattr(args, name) for name in RUN_FLAGS})
 
 
 def default_preset() -> str:
@@ -82,11 +143,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   from nanochat_jax.env import get_preset
 
   preset = get_preset(args.preset)
-  budget = args.budget_s or preset.budget_s
-  if args.run_dir is None:
-    args.run_dir = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}-{args.agent}")
-  if os.path.exists(args.run_dir) and not os.path.isdir(args.run_dir):
-    raise ValueError(f"--run-dir {args.run_dir} exists and is not a directory")
+  args.budget_s = budget = args.budget_s or preset.budget_s
   print(f"preparing data for preset {preset.name} ...", file=sys.stderr, flush=True)
   data = load_run_data(preset, args.data, args.val_data, args.cache_dir)  # warms the cache workers read
   digest = data.env_digest(preset, budget)
@@ -121,27 +178,53 @@ def final_report(loop: SearchLoop, reason: str) -> str:
   return "\n".join(lines)
 
 
+def _run(args: argparse.Namespace, signals: StopSignals, created: bool) -> int:
+  display = RunDisplay(args.max_experiments, args.max_hours)
+  try:
+    if os.path.exists(os.path.join(args.run_dir, STOP_FILE)):
+      raise ValueError(f"{os.path.join(args.run_dir, STOP_FILE)} exists from an earlier stop; remove it to continue")
+    loop = build_loop(args, signals, display)
+    save_run_config(args)
+  except (ValueError, OSError, RuntimeError, ImportError, LedgerError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    if created:  # leave no half-made run directory behind
+      shutil.rmtree(args.run_dir, ignore_errors=True)
+    return 2
+  print(f"run {loop.run_dir} | agent {args.agent} | env {loop.evaluator.env_digest} | "
+        f"{len(loop.ledger)} trials so far", file=sys.stderr, flush=True)
+  display.attach(loop)
+  try:
+    reason = loop.run()
+  except TrialCancelled:
+    reason = "signal (trial in flight abandoned; it reruns on resume)"
+  finally:
+    display.close()
+  print(final_report(loop, reason), flush=True)
+  if reason.startswith(BASELINE_FAILED):
+    print(f"error: {reason}", file=sys.stderr)
+    return 1
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
-  args.preset = args.preset or default_preset()
   with StopSignals() as signals:
     try:
-      display = RunDisplay(args.max_experiments, args.max_hours)
-      loop = build_loop(args, signals, display)
-    except (ValueError, OSError, RuntimeError, ImportError, LedgerError) as e:
+      apply_run_config(args)
+      args.preset = args.preset or default_preset()
+      if args.run_dir is None:
+        args.run_dir = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{args.preset}-{args.agent}")
+      if os.path.exists(args.run_dir) and not os.path.isdir(args.run_dir):
+        raise ValueError(f"--run-dir {args.run_dir} exists and is not a directory")
+      created = not os.path.exists(args.run_dir)
+      lock = RunDirLock(args.run_dir).acquire()
+    except (ValueError, OSError, RuntimeError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-    print(f"run {loop.run_dir} | agent {args.agent} | env {loop.evaluator.env_digest} | "
-          f"{len(loop.ledger)} trials so far", file=sys.stderr, flush=True)
-    display.attach(loop)
     try:
-      reason = loop.run()
-    except TrialCancelled:
-      reason = "signal (trial in flight abandoned; it reruns on resume)"
+      return _run(args, signals, created)
     finally:
-      display.close()
-  print(final_report(loop, reason), flush=True)
-  return 0
+      lock.release()
 
 
 if __name__ == "__main__":

@@ -5,19 +5,32 @@
     result.best.params, result.best.score, [t.score for t in result.trials]
 
 Same seed, same space, same objective: same trials.
+
+With `run_dir`, the search holds RUN_DIR/lock while it runs and RUN_DIR/search.json names its objective
+(module, qualified name and a hash of its code) and space; a rerun with another objective or space is
+refused. With `trial_timeout_s`, each call runs in a forked child process that is killed when the time is
+up (recorded as a timeout): the objective must then be fork-safe (POSIX; no threads or accelerator runtime
+already started in the caller, e.g. no JAX computation before the search) and its side effects stay in the
+child; only the returned float comes back. Without it the objective runs in-process and cannot be stopped.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import json
 import math
+import multiprocessing
+import os
 import tempfile
 import traceback
+import types
 from typing import Any, Callable
 
 from arrl import tree as tree_lib
 from arrl.agents import make_agent, run_dir_options
-from arrl.loop import EvalResult, LoopConfig, SearchLoop
+from arrl.lock import RunDirLock
+from arrl.loop import EvalResult, LoopConfig, SearchLoop, write_json_atomic
 from arrl.oracle import Oracle
 from arrl.space import Space
 
@@ -27,7 +40,7 @@ class Trial:
   trial_id: str
   params: dict[str, Any]
   score: float | None          # None when the objective raised or returned a non-finite value
-  status: str                  # baseline | keep | discard | crash | diverged
+  status: str                  # baseline | keep | discard | crash | diverged | timeout
   cached: bool                 # True when the program had been measured before (not re-evaluated)
 
 
@@ -39,22 +52,96 @@ class SearchResult:
   run_dir: str
 
 
-class CallableEvaluator:
-  """Calls `objective(params) -> float` in-process: an exception is a crash, NaN/inf diverged."""
+def _call(objective: Callable[[dict], float], params: dict) -> tuple[str, float | None, str]:
+  """(status, score, traceback text): the objective is user code, so any exception is a recorded crash."""
+  try:
+    return "ok", float(objective(params)), ""
+  except Exception:
+    return "crash", None, traceback.format_exc(limit=3)[-2000:]
 
-  def __init__(self, space: Space, objective: Callable[[dict], float], digest: str):
-    self.space, self.objective, self.env_digest = space, objective, digest
+
+def _child(objective: Callable[[dict], float], params: dict, conn: Any) -> None:
+  conn.send(_call(objective, params))
+  conn.close()
+
+
+def _call_in_child(objective: Callable[[dict], float], params: dict, timeout_s: float) -> tuple[str, float | None, str]:
+  ctx = multiprocessing.get_context("fork")   # fork: lambdas and closures need no pickling
+  recv, send = ctx.Pipe(duplex=False)
+  proc = ctx.Process(target=_child, args=(objective, params, send))
+  proc.start()
+  send.close()
+  try:
+    if not recv.poll(timeout_s):
+      return "timeout", None, f"the objective did not return within trial_timeout_s={timeout_s:g} s (killed)"
+    return recv.recv()
+  except EOFError:
+    proc.join()
+    return "crash", None, f"the objective's process died without a result (exit code {proc.exitcode})"
+  finally:
+    proc.kill()
+    proc.join()
+    recv.close()
+
+
+class CallableEvaluator:
+  """Calls `objective(params) -> float`: an exception is a crash, NaN/inf diverged; with `timeout_s`, in a forked
+  child that is killed after that many seconds (a timeout)."""
+
+  def __init__(self, space: Space, objective: Callable[[dict], float], digest: str, timeout_s: float | None = None):
+    self.space, self.objective, self.env_digest, self.timeout_s = space, objective, digest, timeout_s
 
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
     del trial_id, best, sigma
-    try:
-      score = float(self.objective(self.space.to_params(tree)))
-    except Exception as e:  # the objective is user code: record, never crash the loop
-      return EvalResult(status="crash", score=None, metrics={"log_tail": traceback.format_exc(limit=3)[-2000:],
-                                                              "note": repr(e)})
+    params = self.space.to_params(tree)
+    if self.timeout_s is None:
+      status, score, text = _call(self.objective, params)
+    else:
+      status, score, text = _call_in_child(self.objective, params, self.timeout_s)
+    if status != "ok":
+      return EvalResult(status=status, score=None, metrics={"log_tail": text, "error": text.strip().splitlines()[-1]})
     if not math.isfinite(score):
       return EvalResult(status="diverged", score=None)
     return EvalResult(status="ok", score=score)
+
+
+def _code_digest(code: types.CodeType) -> str:
+  h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+  for c in code.co_consts:   # nested functions are code constants; frozenset order varies between processes
+    h.update((_code_digest(c) if isinstance(c, types.CodeType) else
+              repr(sorted(map(repr, c))) if isinstance(c, frozenset) else repr(c)).encode())
+  return h.hexdigest()
+
+
+def objective_id(objective: Callable[[dict], float]) -> dict[str, str]:
+  """What identifies an objective across runs: module.qualname and a hash of its code (not of its line numbers)."""
+  fn = objective.func if isinstance(objective, functools.partial) else objective
+  code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
+  name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+  module = getattr(fn, "__module__", None) or type(fn).__module__
+  return {"objective": f"{module}.{name}", "code": _code_digest(code)[:16] if code else ""}
+
+
+def _check_run_dir(run_dir: str, identity: dict[str, str]) -> None:
+  """RUN_DIR/search.json pins the objective and the space: a search never mixes scores of two of them."""
+  path = os.path.join(run_dir, "search.json")
+  if not os.path.exists(path):
+    write_json_atomic(path, identity)
+    return
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read {path}: {e}") from None
+  if not isinstance(stored, dict):
+    raise ValueError(f"{path}: expected a JSON object")
+  if (stored.get("objective"), stored.get("code")) != (identity["objective"], identity["code"]):
+    raise ValueError(f"run_dir {run_dir} holds a search of objective {stored.get('objective')} (code "
+                     f"{stored.get('code')}), not {identity['objective']} (code {identity['code']}); pass that "
+                     f"objective unchanged to resume, or use another run_dir ({path})")
+  if stored.get("space") != identity["space"]:
+    raise ValueError(f"run_dir {run_dir} holds a search over another space (its fields, choices or defaults "
+                     f"differ); pass the same space to resume, or use another run_dir ({path})")
 
 
 def as_space(space: Space | dict) -> Space:
@@ -67,29 +154,36 @@ def as_space(space: Space | dict) -> Space:
 
 def search(space: Space | dict, objective: Callable[[dict], float], agent: str = "random", max_trials: int = 100,
            seed: int = 0, run_dir: str | None = None, noise_repeats: int = 1, keep_k: float = 2.0,
-           agent_kwargs: dict | None = None) -> SearchResult:
+           agent_kwargs: dict | None = None, trial_timeout_s: float | None = None) -> SearchResult:
   """Minimise `objective` over `space` with `agent` for `max_trials` evaluated programs.
 
   The first trial evaluates the space's default program (`noise_repeats` times). Programs already
   measured are not evaluated again (they appear as cached trials and do not count toward max_trials).
-  `run_dir` keeps the ledger; rerunning with the same run_dir resumes.
+  `run_dir` keeps the ledger; rerunning with the same run_dir (same objective and space) resumes.
+  `trial_timeout_s`: run each call in a forked child and record a timeout after that many seconds
+  (see the module docstring for which objectives qualify).
   """
   if max_trials < 1:
     raise ValueError("max_trials must be >= 1")
+  if trial_timeout_s is not None and not (isinstance(trial_timeout_s, (int, float)) and 0 < trial_timeout_s < math.inf):
+    raise ValueError(f"trial_timeout_s must be a positive finite number of seconds or None, got {trial_timeout_s!r}")
   sp = as_space(space)
   name = getattr(objective, "__qualname__", type(objective).__name__)
   digest = hashlib.sha256(f"{name}|{tree_lib.to_json(sp.default())}".encode()).hexdigest()[:16]
   agent_kwargs = {**(run_dir_options(agent, run_dir) if run_dir is not None else {}), **(agent_kwargs or {})}
-  tmp = None
+  tmp = lock = None
   if run_dir is None:
     tmp = tempfile.TemporaryDirectory(prefix="arrl-search-")
     run_dir = tmp.name
+  else:
+    lock = RunDirLock(run_dir).acquire()
   try:
-    loop = SearchLoop(sp, CallableEvaluator(sp, objective, digest), make_agent(agent, seed=seed,
-                                                                             **agent_kwargs),
-                      run_dir, Oracle(max_experiments=max_trials, patience=None), LoopConfig(noise_repeats=noise_repeats,
-                                                                              keep_k=keep_k,
-                                                                              durable=tmp is None))
+    if lock is not None:
+      _check_run_dir(run_dir, {**objective_id(objective), "space": sp.grammar.fingerprint()})
+    loop = SearchLoop(sp, CallableEvaluator(sp, objective, digest, trial_timeout_s),
+                      make_agent(agent, seed=seed, **agent_kwargs), run_dir,
+                      Oracle(max_experiments=max_trials, patience=None),
+                      LoopConfig(noise_repeats=noise_repeats, keep_k=keep_k, durable=tmp is None))
     reason = loop.run()
     trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
                     score=r.get("val_bpb"), status=r["status"], cached=bool(r.get("cached")))
@@ -97,6 +191,8 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
   finally:
     if tmp is not None:
       tmp.cleanup()
+    if lock is not None:
+      lock.release()
   scored = [t for t in trials if t.score is not None]
   if not scored:
     raise RuntimeError(f"no trial produced a score ({len(trials)} trials; first status: {trials[0].status})")

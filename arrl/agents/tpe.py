@@ -79,7 +79,10 @@ class TPEAgent:
   name = "tpe"
 
   def __init__(self, seed: int = 0, n_startup_trials: int = 10, max_asks: int = 50, multivariate: bool = True):
-    import optuna  # deferred: optuna is only needed when this agent is used
+    try:
+      import optuna  # deferred: optuna is only needed when this agent is used
+    except ImportError as e:
+      raise ImportError(f"agent 'tpe' needs optuna, which is not importable ({e}): pip install optuna") from None
     if n_startup_trials < 1 or max_asks < 1:
       raise ValueError(f"tpe needs n_startup_trials >= 1 and max_asks >= 1, got {n_startup_trials}, {max_asks}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # FAIL tells and per-trial INFO lines are expected noise
