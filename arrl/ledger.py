@@ -15,7 +15,7 @@ diffable by a human at 3 a.m., and crash safety needs only two facts:
 (temp file + fsync + rename) after every append and again on open, so after kill -9 it is always a
 complete file, at most one record behind, and exact again on the next open.
 
-Single writer: two processes appending to one run directory is not supported.
+Single writer: the process using a run directory holds RUN_DIR/lock (arrl.lock), so a second one is refused.
 """
 from __future__ import annotations
 

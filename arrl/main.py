@@ -109,7 +109,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
         raise ValueError(f"{_flag(name)} {given} differs from this run's {value} ({path}); omit it to resume "
                          "with the stored value, or start a new --run-dir")
       setattr(args, name, value)
-  if args.agent_init is not None:
+  if "agent_init" in args.explicit:   # a stored one was checked when the run began
     if args.agent != "ppo":
       raise ValueError(f"--agent-init only applies to --agent ppo (this run's agent is {args.agent})")
     if not os.path.isdir(args.agent_init):
