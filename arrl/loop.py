@@ -188,7 +188,9 @@ class SearchLoop:
                        "results would not compare. Use a new --run-dir, or --force to resume anyway")
     if st["agent_name"] != self.agent.name:
       raise ValueError(f"run directory was made by agent {st['agent_name']!r}, not {self.agent.name!r}")
-    self.next_id = max(self.next_id, st.get("next_id", 0) if isinstance(st.get("next_id"), int) else 0)
+    _check_types({k: st[k] for k in ("next_id", "absorbed") if k in st},   # absent in older states
+                 {k: (int,) for k in ("next_id", "absorbed") if k in st}, self.state_path)
+    self.next_id = max(self.next_id, st.get("next_id", 0))
     records = self.ledger.records()
     pend = st["pending"]
     pending_done = pend is not None and bool(records) and pend.get("trial_id") == records[-1]["trial_id"]

@@ -121,6 +121,7 @@ def _off_grid(program):
     (lambda st: [], "expected a JSON object"),
     (lambda st: {**st, "executed": "3"}, "field 'executed' must be int"),
     (lambda st: {**st, "sigma": True}, "field 'sigma' must be"),
+    (lambda st: {**st, "next_id": "7"}, "field 'next_id' must be int"),
     (lambda st: {**st, "current": _off_grid(st["current"])}, "current: x0=123 is not legal"),
     (lambda st: {**st, "agent": {}}, "agent's state is not usable"),
     (lambda st: {**st, "pending": {**st["pending"], "trial_id": "../../x"}}, "'../../x' is not a trial id"),
@@ -295,6 +296,17 @@ def test_a_flag_that_contradicts_the_stored_run_is_one_line(tmp_path, fake_nanoc
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: ") and message in err[0] and "run.json" in err[0]
   assert open(os.path.join(run, "trials.jsonl")).read() == before
+
+
+def test_a_forced_resume_on_another_preset_without_run_json_is_one_line(tmp_path, fake_nanochat, capsys):
+  run = tmp_path / "run"
+  assert arrl_main.main(["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--max-experiments", "1",
+                         "--run-dir", str(run)]) == 0
+  os.remove(run / "run.json")   # a run directory made before run.json existed
+  capsys.readouterr()
+  assert arrl_main.main(["--preset", "cpu", "--agent", "random", "--force", "--run-dir", str(run)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith(f"error: {run / 'trials.jsonl'}: trial 000000 program: ") and "is not legal" in err[-1]
 
 
 def test_a_crashing_baseline_ends_arrl_main_with_its_error_line(tmp_path, fake_nanochat, capsys):
