@@ -1,10 +1,11 @@
 """kill -9 at random moments, then resume: is a trial ever lost or duplicated?
 
-    python -m benchmarks.kill9 --kills 100        # ~3-5 min on 2 busy cores
+    python -m benchmarks.kill9 --kills 100        # a few minutes on 2 busy cores
 
 Runs tests/loop_driver.py (arrl.search on a slightly slow toy objective, durable run dir) once without
-interruption as the reference. Then, on a second run dir, it starts the driver, SIGKILLs it after a random
-delay and checks the ledger, `--kills` times; a last start finishes the run. After every kill the ledger must
+interruption as the reference. Then, on a second run dir, it starts the driver, waits until the driver holds
+RUN_DIR/lock (its search has begun: a kill during interpreter start-up tests nothing), SIGKILLs it after a
+further random delay and checks the ledger, `--kills` times; a last start finishes the run. After every kill the ledger must
 be a prefix of the reference (same trials, same order, same results: nothing lost, nothing duplicated), and
 the finished run must equal the reference. The notes the restarts print (stale lock taken over, torn line
 repaired, state rebuilt) are counted. Results: benchmarks/results/kill9.json.
@@ -34,6 +35,19 @@ def start(run_dir: str, agent: str, trials: int, log: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL)
 
 
+def wait_for_lock(run_dir: str, pid: int, timeout_s: float = 120.0) -> None:
+  path, deadline = os.path.join(run_dir, "lock"), time.time() + timeout_s
+  while time.time() < deadline:
+    try:
+      with open(path) as f:
+        if json.loads(f.read() or "{}").get("pid") == pid:
+          return
+    except (OSError, ValueError):
+      pass
+    time.sleep(0.005)
+  raise SystemExit(f"the driver (pid {pid}) did not take {path} within {timeout_s:g} s")
+
+
 def ledger(run_dir: str) -> list[tuple]:
   path = os.path.join(run_dir, "trials.jsonl")
   if not os.path.exists(path):
@@ -47,9 +61,10 @@ def ledger(run_dir: str) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--kills", type=int, default=100)
-  p.add_argument("--trials", type=int, default=150, help="trials of the driven search")
+  p.add_argument("--trials", type=int, default=500, help="trials of the driven search")
   p.add_argument("--agent", default="evolution")
-  p.add_argument("--max-delay-s", type=float, default=2.5, help="kill after uniform(0.1, this) seconds")
+  p.add_argument("--max-delay-s", type=float, default=0.5,
+                 help="kill uniform(0, this) seconds after the driver took the lock")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "kill9.json"))
   args = p.parse_args(argv)
@@ -64,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.kills):
       before = ledger(run)
       proc = start(run, args.agent, args.trials, log)
-      time.sleep(rng.uniform(0.1, args.max_delay_s))
+      wait_for_lock(run, proc.pid)
+      time.sleep(rng.uniform(0.0, args.max_delay_s))
       proc.send_signal(signal.SIGKILL)
       proc.wait()
       got = ledger(run)
