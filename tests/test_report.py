@@ -22,12 +22,12 @@ def write_run(run_dir, scores=None):
   """A recorded cpu-preset run of 10 trials: 2 baselines, 2 keeps, 4 discards (one cached), a crash, an abort.
   Every trial that ran took 60 s (30 training, 10 compile) and started 100 s after the previous one."""
   default = nanochat_space("cpu").default()
-  lr = edited(default, ("optim.matrix_lr", 0.05))
-  best = edited(default, ("model.depth", 3), ("optim.matrix_lr", 0.05))
+  lr = edited(default, ("optim.matrix_lr", 0.0566))
+  best = edited(default, ("model.depth", 3), ("optim.matrix_lr", 0.0566))
   rows = [  # status, val_bpb, program, description
       ("baseline", 1.70, default, "baseline"), ("baseline", 1.71, default, "baseline"),
       ("discard", 1.72, edited(default, ("model.depth", 5)), "depth: 4 -> 5"),
-      ("keep", 1.68, lr, "matrix_lr: 0.04 -> 0.05"),
+      ("keep", 1.68, lr, "matrix_lr: 0.04 -> 0.0566"),
       ("crash", None, edited(lr, ("model.depth", 6)), "depth: 4 -> 6"),
       ("discard", 1.69, edited(lr, ("optim.weight_decay", 0.1)), "weight_decay: 0.2 -> 0.1"),
       ("keep", 1.66, best, "depth: 4 -> 3"),
@@ -74,7 +74,7 @@ def test_report_of_one_run_writes_the_plot_and_the_numbers(run_dir, tmp_path, ca
   assert "Trial 000006: val_bpb 1.660000, 0.045000 below the baseline mean (6.4 sigma)." in md
   best_section = md.split("## Best program")[1].split("## Top")[0]
   assert [line for line in best_section.splitlines() if line.startswith("- ")] == [
-      "- `depth: 4 -> 3`", "- `matrix_lr: 0.04 -> 0.05`"]
+      "- `depth: 4 -> 3`", "- `matrix_lr: 0.04 -> 0.0566`"]
   top = [line.split(" | ")[1] for line in md.split("## Top 10")[1].split("## Time")[0].splitlines()
          if line.startswith("| ") and line[2].isdigit()]
   assert top == ["000006", "000003", "000005", "000000", "000001", "000002", "000009"]   # the cached 000008 is not
@@ -120,7 +120,7 @@ def test_export_best_writes_a_script_that_compiles(run_dir, tmp_path, capsys):
   assert f"{script} (preset cpu)" in capsys.readouterr().out
   text = script.read_text()
   compile(text, str(script), "exec")
-  assert "PRESET = 'cpu'" in text and "depth: 4 -> 3" in text and "matrix_lr: 0.04 -> 0.05" in text
+  assert "PRESET = 'cpu'" in text and "depth: 4 -> 3" in text and "matrix_lr: 0.04 -> 0.0566" in text
 
 
 @pytest.mark.parametrize("make, message", [
