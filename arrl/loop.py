@@ -50,6 +50,10 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {   # what the loop reads back from
 MAX_CACHED_IN_A_ROW = 200   # an agent that only re-proposes measured programs has exhausted the space
 
 
+class LoopError(ValueError):
+  """The loop cannot go on (one line for the user), e.g. the agent proposes a program off the space."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
   noise_repeats: int = 2         # baseline runs to estimate the run-to-run spread sigma
@@ -272,7 +276,12 @@ class SearchLoop:
     if in_baseline:
       prop = Proposal(tree=self.current, parent=None, info={"baseline": len(self.baseline_scores)})
     else:
-      prop = self.agent.propose(self.state())
+      try:   # agent state is read from disk too: nothing off the space runs, whatever its source
+        prop = self.agent.propose(self.state())
+        self.space.validate(prop.tree)
+      except ValueError as e:
+        raise LoopError(f"agent {self.agent.name} cannot propose a program on the space ({e}); if "
+                        f"{self.state_path} was edited, delete it to rebuild the state from the ledger") from None
     return {
         "trial_id": self._new_id(), "baseline": in_baseline,
         "program": tree_lib.to_json(prop.tree),

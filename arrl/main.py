@@ -26,7 +26,7 @@ from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
 from arrl.ledger import LedgerError
 from arrl.lock import RunDirLock
-from arrl.loop import BASELINE_FAILED, LoopConfig, SearchLoop, write_json_atomic
+from arrl.loop import BASELINE_FAILED, LoopConfig, LoopError, SearchLoop, write_json_atomic
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
@@ -197,6 +197,10 @@ def _run(args: argparse.Namespace, signals: StopSignals, created: bool) -> int:
     reason = loop.run()
   except TrialCancelled:
     reason = "signal (trial in flight abandoned; it reruns on resume)"
+  except LoopError as e:
+    display.close()
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   finally:
     display.close()
   print(final_report(loop, reason), flush=True)

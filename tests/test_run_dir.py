@@ -16,7 +16,7 @@ from arrl.agents import make_agent
 from arrl.grammar import Choice, Grammar
 from arrl.ledger import Ledger
 from arrl.lock import RunDirBusy, RunDirLock
-from arrl.loop import EvalResult, LoopConfig, SearchLoop
+from arrl.loop import EvalResult, LoopConfig, LoopError, SearchLoop
 from arrl.nanochat_space import export_script, nanochat_space, register_mlp_variant
 from arrl.oracle import Oracle
 from arrl.search import CallableEvaluator
@@ -142,6 +142,19 @@ def test_bad_state_files_are_one_line_naming_the_file_and_never_run(tmp_path, ed
     toy_loop(tmp_path, n=8, agent="evolution")
   assert str(e.value).startswith(str(tmp_path / "state.json")) and one_line(str(e.value))
   assert not os.path.exists(tmp_path / "x") and not os.path.exists("/tmp/x.log")
+
+
+def test_an_agent_state_holding_programs_off_the_space_stops_at_the_proposal(tmp_path):
+  toy_loop(tmp_path, n=4, agent="evolution").run()
+  state = json.loads((tmp_path / "state.json").read_text())
+  population = state["agent"]["population"]
+  state["agent"]["population"] = [[_off_grid(t), 0.0] for t, _ in population]
+  state["agent"]["proposed"] = 100   # past the initial samples: the next proposal mutates the population
+  (tmp_path / "state.json").write_text(json.dumps(state))
+  loop = toy_loop(tmp_path, n=8, agent="evolution")
+  with pytest.raises(LoopError, match="agent evolution cannot propose a program on the space") as e:
+    loop.step()
+  assert "state.json" in one_line(str(e.value)) and len(loop.ledger) == len(population) + 1
 
 
 @pytest.mark.parametrize("drop", ["program", "run_status"])
