@@ -34,7 +34,7 @@ def test_readme_test_command_prints_the_summary_line():
   assert re.search(r"^1 passed in ", out, re.M), out[-2000:]
 
 
-def test_extend_example_registers_a_choosable_trainable_variant(tiny_data, fresh_mlp_registry):
+def test_extend_example_registers_a_choosable_trainable_variant(tiny_data, fresh_registries):
   exec(compile(extend_example(), "README.md", "exec"), {})
   assert "relu" in nc_model.MLP_VARIANTS
   space = nanochat_space(TINY_PRESET)
