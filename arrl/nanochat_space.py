@@ -39,6 +39,7 @@ from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfi
 from nanochat_jax.env import PRESETS, Preset
 from nanochat_jax.registry import Registry
 
+from arrl import plugins
 from arrl.grammar import Child, Choice, FieldSpec, Grammar, ListOf, same
 from arrl.space import Space
 from arrl.tree import Node, Scalar, digest, diff
@@ -162,8 +163,9 @@ def _variant(kind: str, name: str) -> _Variant:
 
 @contextlib.contextmanager
 def scoped_registries() -> Iterator[None]:
-  """Every variant or knob registered inside the block is forgotten when it exits (tests, notebooks)."""
+  """Every variant, knob or plugin registered inside the block is forgotten when it exits (tests, notebooks)."""
   with contextlib.ExitStack() as stack:
+    stack.enter_context(plugins.scoped())
     for registry in (_KNOBS, *_VARIANTS.values(), *(kind.builders for kind in KINDS.values())):
       stack.enter_context(registry.scoped())
     yield
@@ -437,8 +439,8 @@ def nanochat_space(preset: str | Preset = "gpu") -> Space:
 def export_script(tree: Node, preset_name: str) -> str:
   """A standalone Python script that trains the tree's Program with nanochat_jax.train on `preset_name`.
 
-  MLP variants registered at run time (not built into nanochat_jax.model) must be registered by the script's
-  runner too, e.g. by importing the module that registers them before running it.
+  The script imports the plugins loaded in this process (arrl.plugins) before training, so their variants
+  resolve; variants registered otherwise (not by a plugin) must be registered by the script's runner too.
   """
   preset = _get_preset(preset_name)
   program = to_program(tree)
@@ -459,10 +461,14 @@ import tempfile
 
 PRESET = {preset.name!r}
 PROGRAM = {pprint.pformat(program.to_dict(), width=100)}
+PLUGINS = {pprint.pformat([p.spec for p in plugins.loaded()], width=100)}  # modules or files that register variants
 
 
 def main() -> int:
+  from arrl.plugins import load
   from nanochat_jax import train
+  for spec in PLUGINS:
+    load(spec)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "program.json")
     with open(path, "w") as f:
