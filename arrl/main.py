@@ -22,7 +22,7 @@ from arrl.ledger import LedgerError
 from arrl.loop import LoopConfig, SearchLoop
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
-from arrl.plugins import load_run_plugins
+from arrl.plugins import load_run_plugins, record as record_plugins
 from arrl.space import Space
 from arrl.oracle import Oracle, StopSignals
 from arrl.runner import LocalProcessExecutor, TrialCancelled
@@ -140,11 +140,18 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
     agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
     agent_kwargs["init_from"] = args.agent_init
-  return SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
+  loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,
                                        remeasure=args.remeasure),
                     initial=initial, force=args.force, on_trial=display.trial if display else None)
+  try:  # a resumed run's program must still fit the space (same plugins, same Program fields)
+    space.validate(loop.current)
+  except ValueError as e:
+    raise ValueError(f"{args.run_dir}: the run's current program does not fit this space ({e}); "
+                     "use a new --run-dir") from None
+  record_plugins(args.run_dir, plugins)
+  return loop
 
 
 def final_report(loop: SearchLoop, reason: str) -> str:

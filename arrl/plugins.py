@@ -156,24 +156,21 @@ def load_for_worker(entries: Iterable[dict]) -> None:
 
 
 def load_run_plugins(given: Sequence[str], run_dir: str, force: bool = False) -> list[Plugin]:
-  """Loads the given plugins and the installed ones, and checks them against RUN_DIR/plugins.json.
-
-  A new run (no RUN_DIR/state.json) records them. A resumed run must load the same plugins with the same
-  sources (a run from before plugins existed recorded none), unless `force`, which records the new set.
-  """
+  """Loads the given plugins and the installed ones; a resumed run (RUN_DIR/state.json exists) must load the
+  same plugins with the same sources as its RUN_DIR/plugins.json (none if it has none), unless `force`."""
   specs = list(dict.fromkeys([*(normalize(s) for s in given), *entry_point_specs()]))
   plugins = [load(s) for s in specs]
-  path = os.path.join(run_dir, PLUGINS_FILE)
-  resuming = os.path.exists(os.path.join(run_dir, "state.json"))
-  if resuming and not force:
-    _check(path, plugins)
-  if not resuming or force:
-    os.makedirs(run_dir, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-      json.dump([dataclasses.asdict(p) for p in plugins], f, indent=1)
-    os.replace(tmp, path)
+  if os.path.exists(os.path.join(run_dir, "state.json")) and not force:
+    _check(os.path.join(run_dir, PLUGINS_FILE), plugins)
   return plugins
+
+
+def record(run_dir: str, plugins: Sequence[Plugin]) -> None:
+  """Writes RUN_DIR/plugins.json (atomically): what a resume of the run must load."""
+  path = os.path.join(run_dir, PLUGINS_FILE)
+  with open(f"{path}.tmp", "w") as f:
+    json.dump([dataclasses.asdict(p) for p in plugins], f, indent=1)
+  os.replace(f"{path}.tmp", path)
 
 
 def _check(path: str, plugins: list[Plugin]) -> None:

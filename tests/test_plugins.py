@@ -51,6 +51,11 @@ def test_example_plugin_trains_in_workers_and_a_changed_plugin_refuses_resume(tm
   line = last_error_line(capsys)
   assert line.startswith("error: ") and "plugin_example.py changed since the run started" in line
 
+  assert arrl_main.main([*args, "--force", "--max-experiments", "3"]) == 2  # forced without it: its trees are foreign
+  line = last_error_line(capsys)
+  assert "current program does not fit this space" in line and "unknown variant 'silu'" in line
+  assert json.loads((run_dir / "plugins.json").read_text()) == recorded  # a failed resume records nothing
+
   shutil.copy(EXAMPLE, plugin)
   plugins.load(str(plugin))  # a program with plugin variants exports a script that imports them
   namespace = {"__name__": "exported"}
@@ -98,6 +103,8 @@ def test_installed_packages_plugins_come_from_the_entry_point_group(tmp_path, mo
   run_dir = tmp_path / "run"
   [plugin] = plugins.load_run_plugins([], str(run_dir))
   assert (plugin.spec, plugin.version) == ("arrl_fake_variants", "1.2") and "rms2" in nc_model.NORM_VARIANTS
+  run_dir.mkdir()
+  plugins.record(str(run_dir), [plugin])
   (run_dir / "state.json").write_text("{}")  # the run has started: the same plugins resume it
   assert plugins.load_run_plugins([], str(run_dir)) == [plugin]
   with pytest.raises(plugins.PluginError, match="this run did not use plugin"):
