@@ -436,12 +436,14 @@ def nanochat_space(preset: str | Preset = "gpu") -> Space:
   return space
 
 
-def export_script(tree: Node, preset_name: str) -> str:
+def export_script(tree: Node, preset_name: str, plugin_specs: Sequence[str] | None = None) -> str:
   """A standalone Python script that trains the tree's Program with nanochat_jax.train on `preset_name`.
 
-  The script imports the plugins loaded in this process (arrl.plugins) before training, so their variants
-  resolve; variants registered otherwise (not by a plugin) must be registered by the script's runner too.
+  The script imports `plugin_specs` (default: the plugins loaded in this process, arrl.plugins) before
+  training, so their variants resolve; variants registered otherwise must be registered by its runner too.
   """
+  if plugin_specs is None:
+    plugin_specs = [p.spec for p in plugins.loaded()]
   preset = _get_preset(preset_name)
   program = to_program(tree)
   program.validate()
@@ -461,7 +463,7 @@ import tempfile
 
 PRESET = {preset.name!r}
 PROGRAM = {pprint.pformat(program.to_dict(), width=100)}
-PLUGINS = {pprint.pformat([p.spec for p in plugins.loaded()], width=100)}  # modules or files that register variants
+PLUGINS = {pprint.pformat(list(plugin_specs), width=100)}  # modules or files that register variants
 
 
 def main() -> int:

@@ -161,7 +161,7 @@ def load_run_plugins(given: Sequence[str], run_dir: str, force: bool = False) ->
   specs = list(dict.fromkeys([*(normalize(s) for s in given), *entry_point_specs()]))
   plugins = [load(s) for s in specs]
   if os.path.exists(os.path.join(run_dir, "state.json")) and not force:
-    _check(os.path.join(run_dir, PLUGINS_FILE), plugins)
+    _check(run_dir, plugins)
   return plugins
 
 
@@ -173,23 +173,34 @@ def record(run_dir: str, plugins: Sequence[Plugin]) -> None:
   os.replace(f"{path}.tmp", path)
 
 
-def _check(path: str, plugins: list[Plugin]) -> None:
+def recorded(run_dir: str) -> list[dict]:
+  """RUN_DIR/plugins.json: the run's plugins as dicts of Plugin's fields (none for a run without the file)."""
+  path = os.path.join(run_dir, PLUGINS_FILE)
   try:
     with open(path) as f:
-      recorded = {r["spec"]: r for r in json.load(f)}
+      records = json.load(f)
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"spec", "digest"} <= r.keys()
+                                                for r in records):
+      raise ValueError("expected a list of plugins with 'spec' and 'digest'")
   except FileNotFoundError:
-    recorded = {}
-  except (OSError, ValueError, TypeError, KeyError) as e:
+    return []
+  except (OSError, ValueError) as e:
     raise PluginError(f"cannot read {path}: {e}") from None
+  return records
+
+
+def _check(run_dir: str, plugins: list[Plugin]) -> None:
+  path = os.path.join(run_dir, PLUGINS_FILE)
+  before = {r["spec"]: r for r in recorded(run_dir)}
   now = {p.spec: p for p in plugins}
-  for spec, rec in recorded.items():
+  for spec, rec in before.items():
     if spec not in now:
       raise PluginError(f"{path}: this run used plugin {spec}, which is not loaded now; pass --plugin {spec} "
                         "(or install it), or --force to resume without it")
     if now[spec].digest != rec["digest"]:
       raise PluginError(f"{path}: plugin {spec} changed since the run started (source digest {rec['digest']} -> "
                         f"{now[spec].digest}); results would not compare. Use a new --run-dir, or --force")
-  added = sorted(now.keys() - recorded.keys())
+  added = sorted(now.keys() - before.keys())
   if added:
     raise PluginError(f"{path}: this run did not use plugin(s) {', '.join(added)}; drop them, use a new --run-dir, "
                       "or --force")

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from arrl import main as arrl_main
-from arrl import plugins
+from arrl import plugins, report
 from arrl import tree as tree_lib
-from arrl.nanochat_space import export_script, scoped_registries, to_program
+from arrl.nanochat_space import scoped_registries, to_program
 from nanochat_jax import model as nc_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,10 +57,11 @@ def test_example_plugin_trains_in_workers_and_a_changed_plugin_refuses_resume(tm
   assert json.loads((run_dir / "plugins.json").read_text()) == recorded  # a failed resume records nothing
 
   shutil.copy(EXAMPLE, plugin)
-  plugins.load(str(plugin))  # a program with plugin variants exports a script that imports them
+  script = tmp_path / "best.py"  # the run's program, exported, imports the run's plugins
+  assert report.main([str(run_dir), "--out", str(tmp_path / "report"), "--export-best", str(script)]) == 0
   namespace = {"__name__": "exported"}
-  exec(compile(export_script(tree_lib.from_json(recs[-1]["program"]), "tiny"), "exported.py", "exec"), namespace)
-  assert namespace["PLUGINS"] == [str(plugin)]
+  exec(compile(script.read_text(), str(script), "exec"), namespace)
+  assert namespace["PLUGINS"] == [str(plugin)] and namespace["PROGRAM"]["model"]["mlp"] == "silu"
 
 
 def test_bad_initial_program_is_one_line_naming_the_file(tmp_path, capsys):
