@@ -22,10 +22,10 @@ from arrl.ledger import LedgerError
 from arrl.loop import LoopConfig, SearchLoop
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
-from arrl.plugins import load_run_plugins, record as record_plugins
-from arrl.space import Space
 from arrl.oracle import Oracle, StopSignals
+from arrl.plugins import load_run_plugins, record as record_plugins
 from arrl.runner import LocalProcessExecutor, TrialCancelled
+from arrl.space import Space
 from nanochat_jax.config import Program
 
 DEFAULT_AGENT = "ppo"
