@@ -10,8 +10,11 @@ import pytest
 from arrl import main as arrl_main
 from arrl import plugins, report
 from arrl import tree as tree_lib
-from arrl.nanochat_space import scoped_registries, to_program
+from arrl.agents import make_agent
+from arrl.agents.base import SearchState
+from arrl.nanochat_space import nanochat_space, scoped_registries, to_program
 from nanochat_jax import model as nc_model
+from nanochat_jax.env import get_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "plugin_example.py")
@@ -110,3 +113,19 @@ def test_installed_packages_plugins_come_from_the_entry_point_group(tmp_path, mo
   assert plugins.load_run_plugins([], str(run_dir)) == [plugin]
   with pytest.raises(plugins.PluginError, match="this run did not use plugin"):
     plugins.load_run_plugins([EXAMPLE], str(run_dir))
+
+
+def test_an_agent_proposes_the_plugins_variants_unprompted(fresh_registries):
+  # tpe starts with random samples of the whole space: the plugin's variants come up among them without any
+  # change to the agent (--initial is what makes every trial use them in the end-to-end test above).
+  plugins.load(EXAMPLE)
+  space = nanochat_space(get_preset("tiny"))
+  agent = make_agent("tpe", seed=0)
+  state = SearchState(space=space, current=space.default(), best_score=None, sigma=0.0, history=[], budget_used=0.0)
+  seen = set()
+  for _ in range(40):
+    cfg = to_program(agent.propose(state).tree).model
+    seen |= {cfg.mlp, cfg.norm} & {"silu", "dyt"}
+    if seen == {"silu", "dyt"}:
+      break
+  assert seen == {"silu", "dyt"}
