@@ -117,7 +117,8 @@ def load(spec: str) -> Plugin:
     raise
   except Exception as e:  # a plugin's own bug, a missing module, a registration conflict
     raise PluginError(f"--plugin {spec}: import failed: {type(e).__name__}: {e}") from e
-  plugin = Plugin(spec, module.__name__, _version(module.__name__), source_digest(module))
+  version = None if os.path.isabs(spec) else _version(module.__name__)  # a file belongs to no distribution
+  plugin = Plugin(spec, module.__name__, version, source_digest(module))
   _LOADED[spec] = plugin
   return plugin
 
