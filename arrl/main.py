@@ -28,9 +28,12 @@ from arrl.ledger import LedgerError
 from arrl.lock import RunDirLock
 from arrl.loop import BASELINE_FAILED, LoopConfig, LoopError, SearchLoop, write_json_atomic
 from arrl.nanochat_objective import NanochatEvaluator
-from arrl.nanochat_space import nanochat_space
+from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
+from arrl.plugins import load_run_plugins, record as record_plugins
 from arrl.runner import LocalProcessExecutor, TrialCancelled
+from arrl.space import Space
+from nanochat_jax.config import Program
 
 DEFAULT_AGENT = "ppo"
 _USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
@@ -63,7 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  help="converged: no kept improvement in this many trials (and low policy entropy); 0 = never")
   p.add_argument("--no-abort", action="store_true", help="disable early abort of hopeless trials")
   p.add_argument("--remeasure", action="store_true", help="re-run programs already measured in this run")
-  p.add_argument("--force", action="store_true", help="resume even if the frozen environment changed")
+  p.add_argument("--force", action="store_true", help="resume even if the frozen environment or a plugin changed")
+  p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                 help="module name or .py file that registers search-space variants (repeatable; see arrl.plugins)")
+  p.add_argument("--initial", metavar="PROGRAM.json",
+                 help="start a new run (and its noise baselines) from this program instead of the preset's: "
+                      "Program JSON whose missing fields keep the preset's values, or a ledger 'program' tree")
   p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
   args = p.parse_args(argv)
   for action in p._actions:   # parse again without defaults: which flags did the user give?
@@ -138,12 +146,40 @@ def worker_env() -> dict[str, str]:
   return env
 
 
+def load_initial(path: str, space: Space, preset_program: Program) -> tree_lib.Node:
+  """The tree of --initial: a Program JSON laid over the preset's program, or a tree (a ledger's 'program')."""
+  try:
+    with open(path) as f:
+      text = f.read()
+    given = json.loads(text)
+    if not isinstance(given, dict):
+      raise ValueError("expected a JSON object (a Program or a program tree)")
+    if "kind" in given:
+      tree = tree_lib.from_json(text)
+    else:
+      merged = preset_program.to_dict()
+      for section, fields in given.items():
+        if not isinstance(fields, dict):
+          raise ValueError(f"section {section!r} must be an object of fields")
+        merged.setdefault(section, {}).update(fields)
+      tree = from_program(Program.from_dict(merged))
+    space.validate(tree)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"--initial {path}: not JSON ({e})") from None
+  except (OSError, ValueError, TypeError) as e:
+    raise ValueError(f"--initial {path}: {e}") from None
+  return tree
+
+
 def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDisplay | None) -> SearchLoop:
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
 
   preset = get_preset(args.preset)
   args.budget_s = budget = args.budget_s or preset.budget_s
+  plugins = load_run_plugins(args.plugin, args.run_dir, args.force)  # before the space: they extend it
+  space = nanochat_space(preset)
+  initial = load_initial(args.initial, space, preset.program) if args.initial else None
   print(f"preparing data for preset {preset.name} ...", file=sys.stderr, flush=True)
   data = load_run_data(preset, args.data, args.val_data, args.cache_dir)  # warms the cache workers read
   digest = data.env_digest(preset, budget)
@@ -151,7 +187,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
       executor=LocalProcessExecutor(env=worker_env()), preset=preset.name, budget_s=budget, compile_cap_s=preset.compile_cap_s,
       env_digest=digest, run_dir=args.run_dir, data=args.data, val_data=args.val_data, cache_dir=args.cache_dir,
       seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested,
-      watch=display.monitor if display else None)
+      watch=display.monitor if display else None, plugins=tuple(plugins))
   oracle = Oracle(max_experiments=args.max_experiments, max_hours=args.max_hours,
                   patience=args.patience or None, run_dir=args.run_dir, signals=signals)
   # Random programs of the full nanochat space are mostly hopeless: evolution starts from one-edit mutants.
@@ -160,11 +196,13 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
     agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
     agent_kwargs["init_from"] = args.agent_init
-  return SearchLoop(nanochat_space(preset), evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
+  loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,
                                        remeasure=args.remeasure),
-                    force=args.force, on_trial=display.trial if display else None)
+                    initial=initial, force=args.force, on_trial=display.trial if display else None)
+  record_plugins(args.run_dir, plugins)
+  return loop
 
 
 def final_report(loop: SearchLoop, reason: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from arrl.abort import AbortPolicy, AbortReference, AbortWatcher
 from arrl.loop import EvalResult
 from arrl.nanochat_space import to_program
+from arrl.plugins import Plugin
 from arrl.runner import Executor, Monitor, TrialJob
 
 TRIAL_FN = "arrl.nanochat_objective:run_trial"
@@ -19,13 +20,15 @@ STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on 
 
 
 def run_trial(payload: dict, ctx: Any) -> dict:
-  """Worker side: train the program under the budget; report progress; honour stop requests."""
+  """Worker side: import the run's plugins, train the program under the budget; report progress; honour stops."""
+  from arrl import plugins
   from nanochat_jax.config import Program
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
   from nanochat_jax.model import flops_per_token
   from nanochat_jax.train import peak_flops, train
 
+  plugins.load_for_worker(payload.get("plugins", ()))  # before the model is built: they register its modules
   preset = get_preset(payload["preset"])
   data = load_run_data(preset, payload.get("data"), payload.get("val_data"), payload.get("cache_dir"))
   program = Program.from_json(payload["program"])
@@ -60,10 +63,12 @@ class NanochatEvaluator:
   abort: AbortPolicy = AbortPolicy()
   cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
+  plugins: tuple[Plugin, ...] = ()  # imported by every worker (arrl.plugins)
 
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
-               "seed": self.seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir}
+               "seed": self.seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir,
+               "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
     os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
     job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=self.budget_s,
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,

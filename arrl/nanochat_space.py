@@ -5,9 +5,9 @@ Tree layout (paths mirror Program's attributes):
     model:default     every ModelConfig field, except
                         window_pattern  a LIST of "S"/"L" (list edits insert/delete/replace layers' windows)
                         mlp             a module whose variant is the MLP kind and whose field `mult` is mlp_mult
-                        norm            a module whose variant is the norm kind
-    optim:default     every OptimConfig field
-    schedule:default  every ScheduleConfig field
+                        norm, attention, posenc   modules whose variant is that kind
+    optim:default     every OptimConfig field; matrix_optimizer is a module
+    schedule:default  every ScheduleConfig field; lr_schedule is a module
 
 A Program field is searchable when `register_knob` gave it a grid; every other field is fixed at the preset's
 value (a one-value grid), so the tree always describes the whole Program. Each grid is built around the
@@ -15,35 +15,168 @@ preset's default, which is always on the grid and is the default value: the defa
 
 Extending the space is one call in one place:
   register_knob("optim.adam_eps", [1e-10, 1e-8])                  # a new searchable hyperparameter
-  register_mlp_variant("relu", builder, fields={"mult": Choice((2.0, 4.0), default=4.0)})  # a new module
-New norms registered with `nanochat_jax.model.register_norm` appear as norm variants by themselves. Spaces
-built after a registration see it.
+  register_variant("norm", "dyt", fn)                                 # a new module variant (see KINDS)
+  register_mlp_variant("relu", builder, fields={"mult": Choice((2.0, 4.0), default=4.0)})  # an MLP with its sizes
+A variant added to a nanochat_jax registry directly (e.g. nanochat_jax.model.NORM_VARIANTS.register) appears with
+its kind's default fields and size model. Spaces built after a registration see it; a trial worker sees it only
+if it imports the code that registers it (arrl.plugins).
 
 Constraints: `Program.validate` (n_head % n_kv_head, total_batch_tokens % (device_batch_size*sequence_len),
 ...), and the preset's caps on the estimated parameter count and training memory (see `estimate_memory_gb`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pprint
 import re
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Iterator, Mapping, Protocol, Sequence, Union
 
+from nanochat_jax import config as nc_config
 from nanochat_jax import model as nc_model
+from nanochat_jax import optimizer as nc_optimizer
 from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
 from nanochat_jax.env import PRESETS, Preset
+from nanochat_jax.registry import Registry
 
+from arrl import plugins
 from arrl.grammar import Child, Choice, FieldSpec, Grammar, ListOf, check_name, same
 from arrl.space import Space
 from arrl.tree import Node, Scalar, digest, diff, flatten
 
 _SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig}
 _SAFE_TEXT = re.compile(r"[A-Za-z0-9_.+\-]*")  # strings that may appear in an exported script's docstring
-_MODULE_FIELDS = ("model.window_pattern", "model.mlp", "model.mlp_mult", "model.norm")  # not plain grid fields
 MAX_LAYER_PATTERN = 8  # longest window_pattern list (it is cycled over the layers)
 
 Grid = Union[Sequence[Scalar], Callable[[Scalar], Sequence[Scalar]]]  # values, or default -> values
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Module kinds. Each is a Program field naming a variant in one of nanochat_jax's registries; in the tree it is a
+# module node of that kind (kind name = field name) whose fields set other Program fields (the MLP's `mult` is
+# mlp_mult). Every name in the registry is a variant of the space; `register_variant` adds one with its fields
+# and its size model.
+
+class SizeModel(Protocol):
+  """What the parameter and memory estimates need of a block module, per layer."""
+  def params(self, cfg: ModelConfig) -> int: ...       # parameters
+  def activations(self, cfg: ModelConfig) -> int: ...  # values kept per token for the backward pass
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpSize:
+  matrices: int = 2  # d_model x hidden weight matrices (3 for gated MLPs)
+
+  def params(self, cfg: ModelConfig) -> int:
+    return self.matrices * cfg.d_model * cfg.mlp_hidden
+
+  def activations(self, cfg: ModelConfig) -> int:
+    return self.matrices * cfg.mlp_hidden
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSize:
+  """nanochat_jax.model.Attention: c_q, c_proj (d x d), c_k, c_v (d x kv); ~7 d + 4 kv activations with the norms."""
+
+  def params(self, cfg: ModelConfig) -> int:
+    d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
+    return 2 * d * d + 2 * d * kv
+
+  def activations(self, cfg: ModelConfig) -> int:
+    return 7 * cfg.d_model + 4 * cfg.n_kv * cfg.head_dim
+
+
+_MULTS = Choice((1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), 4.0, ordinal=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+  section: str                               # Program section holding the field that names the variant
+  builders: Registry                         # nanochat_jax's implementations
+  field_attrs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # module field -> Program field
+  default_fields: Mapping[str, Choice] = dataclasses.field(default_factory=dict)
+  default_size: SizeModel | None = None      # None: the module has no parameters
+
+
+KINDS: dict[str, _Kind] = {
+    "mlp": _Kind("model", nc_model.MLP_VARIANTS, {"mult": "mlp_mult"}, {"mult": _MULTS}, MlpSize()),
+    "norm": _Kind("model", nc_model.NORM_VARIANTS),
+    "attention": _Kind("model", nc_model.ATTENTION_VARIANTS, default_size=AttentionSize()),
+    "posenc": _Kind("model", nc_model.POSENC_VARIANTS),
+    "matrix_optimizer": _Kind("optim", nc_optimizer.MATRIX_OPTIMIZERS),
+    "lr_schedule": _Kind("schedule", nc_config.LR_SCHEDULES),
+}
+_MODULE_FIELDS = {f"{kind.section}.{attr}" for name, kind in KINDS.items()
+                  for attr in (name, *kind.field_attrs.values())} | {"model.window_pattern"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+  fields: Mapping[str, Choice]
+  size: SizeModel | None
+
+
+_VARIANTS: dict[str, Registry[_Variant]] = {kind: Registry(f"{kind} variant", callables=False) for kind in KINDS}
+
+
+def register_variant(kind: str, name: str, builder: Callable, fields: Mapping[str, FieldSpec] | None = None,
+                     size: SizeModel | None = None) -> None:
+  """Adds variant `name` of module `kind` (see KINDS): its nanochat_jax builder, its fields and its size model.
+
+  builder: what the kind's registry holds (e.g. nanochat_jax.model.MLP_VARIANTS documents the MLP builder).
+  fields: a Choice per Program field the module carries (only the MLP has one, "mult"); default: the kind's.
+  size: params/activations per layer for the caps (MLP and attention; default: the kind's built-in model).
+  Re-registering a name with the same builder, fields and size is a no-op; other values raise.
+  """
+  if kind not in KINDS:
+    raise ValueError(f"unknown module kind {kind!r}; kinds: {', '.join(KINDS)}")
+  check_name(f"{kind} variant", name)
+  spec = KINDS[kind]
+  fields = dict(fields) if fields is not None else dict(spec.default_fields)
+  if set(fields) != set(spec.field_attrs) or not all(isinstance(c, Choice) for c in fields.values()):
+    want = ", ".join(f"{f!r}: Choice" for f in spec.field_attrs)
+    raise ValueError(f"{kind} variant {name!r}: fields must be {{{want}}} (the Program fields a {kind} module "
+                     f"sets), got {fields!r}")
+  if size is not None and spec.default_size is None:
+    raise ValueError(f"{kind} variant {name!r}: a {kind} has no parameters, so it takes no size model")
+  variant = _Variant(fields, size or spec.default_size)
+  if name in _VARIANTS[kind] and _VARIANTS[kind][name] != variant:
+    raise ValueError(f"{kind} variant {name!r} is already registered with other fields or size")
+  spec.builders.register(name, builder)  # raises if `name` has a different builder
+  _VARIANTS[kind].register(name, variant)
+
+
+def register_mlp_variant(name: str, builder: nc_model.MlpBuilder, fields: Mapping[str, FieldSpec] | None = None,
+                         matrices: int = 2) -> None:
+  """register_variant("mlp", ...) with `matrices` d_model x hidden weight matrices (3 for gated MLPs)."""
+  if not isinstance(matrices, int) or matrices < 1:
+    raise ValueError(f"mlp variant {name!r}: matrices must be a positive int, got {matrices!r}")
+  if fields is not None and isinstance(fields.get("mult"), Choice):
+    mult = fields["mult"]  # a width multiple is a float in the Program
+    fields = {**fields, "mult": Choice(tuple(float(v) for v in mult.values), float(mult.default), mult.ordinal)}
+  register_variant("mlp", name, builder, fields, MlpSize(matrices))
+
+
+def _variant(kind: str, name: str) -> _Variant:
+  """A registered variant, or the kind's defaults for one added to nanochat_jax's registry directly."""
+  spec = KINDS[kind]
+  return _VARIANTS[kind].get(name) or _Variant(dict(spec.default_fields), spec.default_size)
+
+
+@contextlib.contextmanager
+def scoped_registries() -> Iterator[None]:
+  """Every variant, knob or plugin registered inside the block is forgotten when it exits (tests, notebooks)."""
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(plugins.scoped())
+    for registry in (_KNOBS, *_VARIANTS.values(), *(kind.builders for kind in KINDS.values())):
+      stack.enter_context(registry.scoped())
+    yield
+
+
+# Gated: 3 matrices, so ~2.75x width matches relu2's parameters at 4x.
+register_mlp_variant("swiglu", nc_model.MLP_VARIANTS["swiglu"],
+                     {"mult": Choice((1.5, 2.0, 2.75, 3.5, 4.0, 5.5), 2.75, ordinal=True)}, matrices=3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,7 +210,7 @@ class _Knob:
   ordinal: bool
 
 
-_KNOBS: dict[str, _Knob] = {}
+_KNOBS: Registry[_Knob] = Registry("knob", callables=False)
 
 
 def register_knob(attr: str, grid: Grid, ordinal: bool = True) -> None:
@@ -90,10 +223,10 @@ def register_knob(attr: str, grid: Grid, ordinal: bool = True) -> None:
     raise ValueError(f"{attr!r} is not a Program field; expected 'section.field' with section in "
                      f"{', '.join(_SECTIONS)} (see nanochat_jax.config)")
   if attr in _MODULE_FIELDS:
-    raise ValueError(f"{attr!r} is a module/list field of the tree; use register_mlp_variant for MLPs")
+    raise ValueError(f"{attr!r} is a module/list field of the tree; use register_variant for modules")
   if attr in _KNOBS:
     raise ValueError(f"{attr!r} is already searchable")
-  _KNOBS[attr] = _Knob(grid, ordinal)
+  _KNOBS.register(attr, _Knob(grid, ordinal))
 
 
 def _grid_choice(attr: str, default: Scalar) -> Choice:
@@ -152,51 +285,6 @@ for _attr, _grid, _ordinal in [
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# MLP modules.
-
-@dataclasses.dataclass(frozen=True)
-class _MlpVariant:
-  mult: Choice
-  matrices: int  # d_model x hidden matrices (2 plain, 3 gated), for the parameter and memory estimates
-
-
-_MLPS: dict[str, _MlpVariant] = {}
-_MULTS = Choice((1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), 4.0, ordinal=True)
-
-
-def register_mlp_variant(name: str, builder: nc_model.MlpBuilder, fields: Mapping[str, FieldSpec] | None = None,
-                         matrices: int = 2) -> None:
-  """Adds MLP variant `name`: its Flax builder (registered with nanochat_jax.model.register_mlp) and its fields.
-
-  builder(d_model, hidden, init_scale, rngs) -> nnx.Module. `fields` may only give "mult" (the hidden width
-  multiple, Program's mlp_mult) as a Choice of positive numbers; default: 1..8 with default 4.
-  `matrices` counts its d_model x hidden weight matrices (3 for gated MLPs) for the size estimates.
-  Re-registering the same name with the same builder and fields is a no-op.
-  """
-  check_name("MLP variant", name)
-  fields = dict(fields) if fields is not None else {"mult": _MULTS}
-  mult = fields.get("mult")
-  if set(fields) != {"mult"} or not isinstance(mult, Choice) or not all(
-      isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in mult.values):
-    raise ValueError(f"MLP variant {name!r}: fields must be {{'mult': Choice(positive numbers)}} "
-                     f"(Program carries only mlp and mlp_mult), got {fields!r}")
-  if not isinstance(matrices, int) or matrices < 1:
-    raise ValueError(f"MLP variant {name!r}: matrices must be a positive int, got {matrices!r}")
-  variant = _MlpVariant(Choice(tuple(float(v) for v in mult.values), float(mult.default), mult.ordinal), matrices)
-  if _MLPS.get(name, variant) != variant:
-    raise ValueError(f"MLP variant {name!r} is already registered with other fields")
-  nc_model.register_mlp(name, builder)  # raises if `name` has a different builder
-  _MLPS[name] = variant
-
-
-register_mlp_variant("relu2", nc_model.MLP_VARIANTS["relu2"])
-register_mlp_variant("gelu", nc_model.MLP_VARIANTS["gelu"])
-# Gated: 3 matrices, so ~2.75x width matches relu2's parameters at 4x.
-register_mlp_variant("swiglu", nc_model.MLP_VARIANTS["swiglu"],
-                     {"mult": Choice((1.5, 2.0, 2.75, 3.5, 4.0, 5.5), 2.75, ordinal=True)}, matrices=3)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Tree <-> Program.
 
 def to_program(tree: Node) -> Program:
@@ -211,8 +299,8 @@ def to_program(tree: Node) -> Program:
         kwargs[name] = "".join(value)
       elif isinstance(value, Node):
         kwargs[name] = value.variant
-        if name == "mlp":
-          kwargs["mlp_mult"] = value["mult"]
+        for field, attr in KINDS[name].field_attrs.items():
+          kwargs[attr] = value[field]
       else:
         kwargs[name] = value
     try:
@@ -232,12 +320,10 @@ def from_program(program: Program) -> Node:
       value, attr = getattr(cfg, f.name), f"{section}.{f.name}"
       if attr == "model.window_pattern":
         value = tuple(value)
-      elif attr == "model.mlp":
-        value = Node("mlp", value, (("mult", cfg.mlp_mult),))
-      elif attr == "model.norm":
-        value = Node("norm", value)
-      elif attr == "model.mlp_mult":
-        continue
+      elif f.name in KINDS:
+        value = Node(f.name, value, tuple((field, getattr(cfg, a)) for field, a in KINDS[f.name].field_attrs.items()))
+      elif attr in _MODULE_FIELDS:
+        continue  # carried by its module node
       fields.append((f.name, value))
     sections.append((section, Node(section, "default", tuple(fields))))
   return Node("program", "nanochat", tuple(sections))
@@ -246,11 +332,15 @@ def from_program(program: Program) -> Node:
 # ---------------------------------------------------------------------------------------------------------------
 # Size estimates for the preset caps.
 
+def _sizes(cfg: ModelConfig) -> list[SizeModel]:
+  sizes = [_variant(kind, getattr(cfg, kind)).size for kind, spec in KINDS.items() if spec.section == "model"]
+  return [s for s in sizes if s is not None]
+
+
 def estimate_params(cfg: ModelConfig) -> int:
-  """Parameter count of nanochat_jax.model.GPT(cfg) (exact for the built-in MLPs)."""
+  """Parameter count of nanochat_jax.model.GPT(cfg) (exact for the built-in modules)."""
   d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-  mlp = _MLPS[cfg.mlp].matrices if cfg.mlp in _MLPS else 2
-  per_layer = 2 * d * d + 2 * d * kv + mlp * d * cfg.mlp_hidden  # c_q, c_proj, c_k, c_v, MLP
+  per_layer = sum(s.params(cfg) for s in _sizes(cfg))  # attention and MLP
   ve_layers = sum(cfg.has_ve(i) for i in range(cfg.depth))
   ve = ve_layers * (cfg.vocab_size * kv + cfg.ve_gate_channels * cfg.n_kv)
   return cfg.depth * per_layer + ve + 2 * cfg.vocab_size * d + 2 * cfg.depth  # + wte, lm_head, lambdas
@@ -260,13 +350,12 @@ def estimate_memory_gb(program: Program) -> float:
   """Rough peak training memory (GB = 1e9 bytes) of one micro-batch step.
 
   16 bytes per parameter (fp32 weights, grads, two optimizer moments) plus, per token of the micro-batch,
-  bf16 activations kept for the backward pass, ~(7 d + 4 kv + matrices * hidden) per layer, and ~8 bytes per
-  vocabulary entry for the logits and their fp32 loss buffers.
+  bf16 activations kept for the backward pass (the modules' size models: ~7 d + 4 kv for attention and norms,
+  matrices * hidden for the MLP, per layer), and ~8 bytes per vocabulary entry for the logits and their fp32
+  loss buffers.
   """
   cfg = program.model
-  d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-  mlp = _MLPS[cfg.mlp].matrices if cfg.mlp in _MLPS else 2
-  per_token = 2 * cfg.depth * (7 * d + 4 * kv + mlp * cfg.mlp_hidden) + 8 * cfg.vocab_size
+  per_token = 2 * cfg.depth * sum(s.activations(cfg) for s in _sizes(cfg)) + 8 * cfg.vocab_size
   tokens = program.schedule.device_batch_size * cfg.sequence_len
   return (16 * estimate_params(cfg) + per_token * tokens) / 1e9
 
@@ -285,6 +374,13 @@ def _program_valid(tree: Node) -> str | None:
   except ValueError as e:
     return str(e)
   return None
+
+
+def _with_default(choice: Choice, default: Scalar) -> Choice:
+  if isinstance(choice.default, float):
+    default = float(default)
+  values = [*choice.values, *([] if choice.index(default) is not None else [default])]
+  return Choice(tuple(sorted(values) if choice.ordinal else values), default, choice.ordinal)
 
 
 def _caps(max_params: int, max_memory_gb: float) -> Callable[[Node], str | None]:
@@ -323,21 +419,19 @@ def nanochat_space(preset: str | Preset = "gpu") -> Space:
       value, attr = getattr(cfg, f.name), f"{section}.{f.name}"
       if attr == "model.window_pattern":
         fields[f.name] = ListOf(Choice(("S", "L")), 1, max(MAX_LAYER_PATTERN, len(value)), tuple(value))
-      elif attr in ("model.mlp", "model.norm"):
+      elif f.name in KINDS:
         fields[f.name] = Child(f.name, value)
-      elif attr != "model.mlp_mult":
+      elif attr not in _MODULE_FIELDS:
         fields[f.name] = _grid_choice(attr, value)
     grammar.add_variant(section, "default", fields)
-  for name, mlp in _MLPS.items():
-    mult = mlp.mult
-    if name == program.model.mlp:  # the preset's width joins the grid as this variant's default
-      mult = Choice(tuple(sorted({*mult.values, float(program.model.mlp_mult)})), float(program.model.mlp_mult),
-                    mult.ordinal)
-    grammar.add_variant("mlp", name, {"mult": mult})
-  for name in nc_model.NORM_VARIANTS:
-    grammar.add_variant("norm", name)
-  for kind, name in (("mlp", program.model.mlp), ("norm", program.model.norm)):
-    grammar.fields(kind, name)  # the preset's own modules must exist (register_mlp_variant for MLPs)
+  for kind, spec in KINDS.items():
+    cfg, chosen = getattr(program, spec.section), getattr(getattr(program, spec.section), kind)
+    spec.builders.lookup(chosen)  # the preset's own modules must exist
+    for name in spec.builders:
+      fields = dict(_variant(kind, name).fields)
+      if name == chosen:  # the preset's values join the grids as this variant's defaults
+        fields = {f: _with_default(c, getattr(cfg, spec.field_attrs[f])) for f, c in fields.items()}
+      grammar.add_variant(kind, name, fields)
   grammar.add_constraint(_program_valid)
   grammar.add_constraint(_caps(preset.max_params, preset.max_memory_gb))
   space = Space(grammar, "program")
@@ -345,12 +439,14 @@ def nanochat_space(preset: str | Preset = "gpu") -> Space:
   return space
 
 
-def export_script(tree: Node, preset_name: str) -> str:
+def export_script(tree: Node, preset_name: str, plugin_specs: Sequence[str] | None = None) -> str:
   """A standalone Python script that trains the tree's Program with nanochat_jax.train on `preset_name`.
 
-  MLP variants registered at run time (not built into nanochat_jax.model) must be registered by the script's
-  runner too, e.g. by importing the module that registers them before running it.
+  The script imports `plugin_specs` (default: the plugins loaded in this process, arrl.plugins) before
+  training, so their variants resolve; variants registered otherwise must be registered by its runner too.
   """
+  if plugin_specs is None:
+    plugin_specs = [p.spec for p in plugins.loaded()]
   preset = _get_preset(preset_name)
   try:
     nanochat_space(preset).validate(tree)  # only registered names and grid values reach the script
@@ -377,10 +473,14 @@ import tempfile
 
 PRESET = {preset.name!r}
 PROGRAM = {pprint.pformat(program.to_dict(), width=100)}
+PLUGINS = {pprint.pformat(list(plugin_specs), width=100)}  # modules or files that register variants
 
 
 def main() -> int:
+  from arrl.plugins import load
   from nanochat_jax import train
+  for spec in PLUGINS:
+    load(spec)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "program.json")
     with open(path, "w") as f:

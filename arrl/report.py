@@ -261,6 +261,7 @@ def markdown(run: Run, png_name: str) -> str:
 def export_best(run: Run, path: str, preset: str | None) -> str:
   """Writes the run's best program (its default when nothing was kept) as a training script; returns the preset."""
   from arrl.nanochat_space import export_script   # deferred: imports jax
+  from arrl.plugins import load as load_plugin, recorded as recorded_plugins
   from nanochat_jax.env import PRESETS
 
   rec = run.best or next((r for r in run.records if r["status"] == "baseline" and r.get("program")), None)
@@ -274,8 +275,9 @@ def export_best(run: Run, path: str, preset: str | None) -> str:
       raise ReportError(f"{run.run_dir}: cannot tell the preset of trial {rec['trial_id']} (sequence_len {seq}); "
                         "pass --preset")
   try:
-    script = export_script(tree, preset)
-  except (ValueError, KeyError) as e:
+    specs = [load_plugin(p["spec"]).spec for p in recorded_plugins(run.run_dir)]  # their variants validate
+    script = export_script(tree, preset, specs)
+  except (ValueError, KeyError) as e:  # PluginError is a ValueError
     raise ReportError(f"--export-best: trial {rec['trial_id']} cannot be exported: {e}") from e
   with open(path, "w") as f:
     f.write(script)

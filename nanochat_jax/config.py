@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Callable
+
+from nanochat_jax.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ModelConfig:
   mlp: str = "relu2"                # key of nanochat_jax.model.MLP_VARIANTS
   mlp_mult: float = 4.0             # hidden width = mlp_mult * d_model
   norm: str = "rmsnorm"             # key of nanochat_jax.model.NORM_VARIANTS
+  attention: str = "standard"       # key of nanochat_jax.model.ATTENTION_VARIANTS
+  posenc: str = "rope"              # key of nanochat_jax.model.POSENC_VARIANTS (applied to q and k)
   ve_pattern: str = "alternate"     # value-embedding layers: alternate (last included) | all | last | none
   ve_gate_channels: int = 32
   softcap: float = 15.0             # logits = softcap * tanh(logits / softcap); 0 disables
@@ -87,6 +91,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
+  matrix_optimizer: str = "muon"    # for the 2-D matrices inside the blocks; nanochat_jax.optimizer.MATRIX_OPTIMIZERS
   # Muon for the 2-D matrices inside the blocks.
   matrix_lr: float = 0.04           # times sqrt(max(1, rows/cols)) per matrix
   muon_momentum: float = 0.95       # Nesterov momentum after the ramp
@@ -113,17 +118,29 @@ class OptimConfig:
 class ScheduleConfig:
   total_batch_tokens: int = 2**19   # tokens per optimizer step (gradient accumulation fills it)
   device_batch_size: int = 128      # rows per micro-batch
+  lr_schedule: str = "trapezoid"    # shape of the LR multiplier over progress; key of LR_SCHEDULES
   warmup_ratio: float = 0.0
   warmdown_ratio: float = 0.5
   final_lr_frac: float = 0.0
 
   def lr_multiplier(self, progress: float) -> float:
-    if progress < self.warmup_ratio:
-      return (progress + 1e-8) / self.warmup_ratio
-    if progress < 1.0 - self.warmdown_ratio:
-      return 1.0
-    cooldown = max(0.0, (1.0 - progress) / self.warmdown_ratio) if self.warmdown_ratio > 0 else 0.0
-    return cooldown + (1.0 - cooldown) * self.final_lr_frac
+    return LR_SCHEDULES.lookup(self.lr_schedule)(self, progress)
+
+
+LrSchedule = Callable[[ScheduleConfig, float], float]  # (schedule, progress in [0, 1]) -> LR multiplier
+
+
+def trapezoid(s: ScheduleConfig, progress: float) -> float:
+  """autoresearch's: linear warmup, constant, linear warmdown to final_lr_frac."""
+  if progress < s.warmup_ratio:
+    return (progress + 1e-8) / s.warmup_ratio
+  if progress < 1.0 - s.warmdown_ratio:
+    return 1.0
+  cooldown = max(0.0, (1.0 - progress) / s.warmdown_ratio) if s.warmdown_ratio > 0 else 0.0
+  return cooldown + (1.0 - cooldown) * s.final_lr_frac
+
+
+LR_SCHEDULES: Registry[LrSchedule] = Registry("lr_schedule", {"trapezoid": trapezoid})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 torch.nn.Linear stores weights (out, in) while we store (in, out), so every Linear weight is transposed;
 embeddings (wte, value_embeds) and the per-layer scalars share the layout. Only the default variants
-(relu2 MLP, rmsnorm) exist in autoresearch, so only they have a mapping.
+(relu2 MLP, rmsnorm, standard attention, rope) exist in autoresearch, so only they have a mapping.
 """
 from __future__ import annotations
 
@@ -26,10 +26,13 @@ class _Entry:
   transpose: bool   # torch Linear (out, in) vs our (in, out)
 
 
+_AUTORESEARCH_MODULES = {"mlp": "relu2", "norm": "rmsnorm", "attention": "standard", "posenc": "rope"}
+
+
 def _layout(cfg: ModelConfig) -> list[_Entry]:
-  if cfg.mlp != "relu2" or cfg.norm != "rmsnorm":
-    raise ValueError(f"torch interop supports only mlp='relu2', norm='rmsnorm' (autoresearch's model), "
-                     f"got mlp={cfg.mlp!r}, norm={cfg.norm!r}")
+  modules = {"mlp": cfg.mlp, "norm": cfg.norm, "attention": cfg.attention, "posenc": cfg.posenc}
+  if modules != _AUTORESEARCH_MODULES:
+    raise ValueError(f"torch interop supports only autoresearch's modules {_AUTORESEARCH_MODULES}, got {modules}")
   entries = [
       _Entry("transformer.wte.weight", ("wte",), False),
       _Entry("lm_head.weight", ("lm_head",), True),

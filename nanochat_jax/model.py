@@ -1,6 +1,6 @@
 """The nanochat GPT of autoresearch's train.py, in Flax NNX.
 
-Read top to bottom: norms, MLP variants (registries), RoPE, attention, block, GPT, then the
+Read top to bottom: norms, MLP variants, positional encodings, attention, block, GPT, then the
 accounting helpers (`num_params`, `flops_per_token`) and the per-token loss.
 
 Layout contract (the optimizer labels parameters by the first element of their path):
@@ -8,6 +8,9 @@ Layout contract (the optimizer labels parameters by the first element of their p
   | lm_head (D, V) | resid_lambdas (depth,) | x0_lambdas (depth,).
 Matrices are stored (in, out) and applied as `x @ w`; there are no biases. Parameters are always fp32; every
 matmul runs in the compute dtype of the activations (the model's `dtype`); the lm_head matmul emits fp32 logits.
+
+Every module kind a Program names by string (mlp, norm, attention, posenc) has a `Registry` here; a new variant
+is one `register` call on it (arrl's `register_variant` also makes it searchable).
 
 Shape letters: B batch, T time, D d_model, V vocab, H query heads, G kv heads, K head_dim, R = K/2.
 """
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nanochat_jax.config import ModelConfig
+from nanochat_jax.registry import Registry
 
 NormFn = Callable[[jax.Array], jax.Array]
 
@@ -105,42 +109,21 @@ def gelu(x: jax.Array) -> jax.Array:
   return jax.nn.gelu(x, approximate=False)  # torch's F.gelu default
 
 
-MLP_VARIANTS: dict[str, MlpBuilder] = {
+# ModelConfig(mlp=name): builder(d_model, hidden, init_scale, rngs).
+MLP_VARIANTS: Registry[MlpBuilder] = Registry("mlp", {
     "relu2": functools.partial(PointwiseMLP, activation=relu2),
     "swiglu": SwiGLU,
     "gelu": functools.partial(PointwiseMLP, activation=gelu),
-}
-NORM_VARIANTS: dict[str, NormFn] = {"rmsnorm": rms_norm, "layernorm": layer_norm}
-
-
-def _register(registry: dict, kind: str, name: str, value: Callable) -> None:
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
-  if not callable(value):
-    raise ValueError(f"{kind} {name!r} must be callable, got {type(value).__name__}")
-  if registry.get(name, value) is not value:  # re-registering the same object is a no-op
-    raise ValueError(f"{kind} {name!r} is already registered with a different implementation")
-  registry[name] = value
-
-
-def register_mlp(name: str, builder: MlpBuilder) -> None:
-  """Adds an MLP variant usable as ModelConfig(mlp=name); builder(d_model, hidden, init_scale, rngs)."""
-  _register(MLP_VARIANTS, "mlp", name, builder)
-
-
-def register_norm(name: str, fn: NormFn) -> None:
-  """Adds a parameter-free norm usable as ModelConfig(norm=name); fn maps x -> x normalised over the last axis."""
-  _register(NORM_VARIANTS, "norm", name, fn)
-
-
-def _lookup(registry: dict, kind: str, name: str) -> Callable:
-  if name not in registry:
-    raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
-  return registry[name]
+})
+# ModelConfig(norm=name): a parameter-free fn mapping x -> x normalised over the last axis (same dtype).
+NORM_VARIANTS: Registry[NormFn] = Registry("norm", {"rmsnorm": rms_norm, "layernorm": layer_norm})
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Rotary position embedding (nanochat's half-split convention).
+# Positional encodings: fn(x_BxTxNxK, cfg) -> x_BxTxNxK, applied to queries and keys before QK-norm.
+# Rotary position embedding is nanochat's (half-split convention).
+
+PosEnc = Callable[[jax.Array, ModelConfig], jax.Array]
 
 def rope_tables(seq_len: int, head_dim: int, base: float) -> tuple[jax.Array, jax.Array]:
   """cos_TxR, sin_TxR in fp32 for positions 0..T-1, R = head_dim / 2."""
@@ -155,6 +138,14 @@ def apply_rope(x_BxTxNxK: jax.Array, cos_TxR: jax.Array, sin_TxR: jax.Array) -> 
   cos = cos_TxR[None, :, None, :].astype(x_BxTxNxK.dtype)
   sin = sin_TxR[None, :, None, :].astype(x_BxTxNxK.dtype)
   return jnp.concatenate([x1 * cos + x2 * sin, x2 * cos - x1 * sin], axis=-1)
+
+
+def rope(x_BxTxNxK: jax.Array, cfg: ModelConfig) -> jax.Array:
+  cos_TxR, sin_TxR = rope_tables(x_BxTxNxK.shape[1], x_BxTxNxK.shape[-1], cfg.rope_base)
+  return apply_rope(x_BxTxNxK, cos_TxR, sin_TxR)
+
+
+POSENC_VARIANTS: Registry[PosEnc] = Registry("posenc", {"rope": rope})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,8 +168,20 @@ def causal_attention(q_BxTxHxK: jax.Array, k_BxTxGxK: jax.Array, v_BxTxGxK: jax.
       implementation=attention_implementation(q_BxTxHxK.dtype, q_BxTxHxK.shape[-1]))
 
 
+class AttentionBuilder(Protocol):
+  """Makes the attention of block `layer`: module(x_BxTxD, ve_BxTxGxK or None, window) -> y_BxTxD.
+
+  `norm` and `posenc` are the program's variants; ve is the layer's value embedding when cfg.has_ve(layer).
+  """
+  def __call__(self, cfg: ModelConfig, layer: int, norm: NormFn, posenc: PosEnc, init_scale: float,
+               rngs: nnx.Rngs) -> nnx.Module: ...
+
+
 class Attention(nnx.Module):
-  def __init__(self, cfg: ModelConfig, layer: int, norm: NormFn, init_scale: float, *, rngs: nnx.Rngs):
+  """autoresearch's: value-embedding mix with a learned gate, posenc then QK-norm, causal windowed attention."""
+
+  def __init__(self, cfg: ModelConfig, layer: int, norm: NormFn, posenc: PosEnc, init_scale: float,
+               rngs: nnx.Rngs):
     d, hd = cfg.d_model, cfg.head_dim
     self.c_q = _uniform(rngs, (d, cfg.n_head * hd), init_scale)
     self.c_k = _uniform(rngs, (d, cfg.n_kv * hd), init_scale)
@@ -187,8 +190,8 @@ class Attention(nnx.Module):
     # Zero gate -> 2 * sigmoid(0) = 1: value embeddings start fully mixed in.
     self.ve_gate = _zeros((cfg.ve_gate_channels, cfg.n_kv)) if cfg.has_ve(layer) else None
     self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.n_kv, hd
-    self.rope_base = cfg.rope_base
-    self.norm = norm
+    self.cfg = cfg
+    self.norm, self.posenc = norm, posenc
 
   def __call__(self, x_BxTxD: jax.Array, ve_BxTxGxK: jax.Array | None, window: int) -> jax.Array:
     b, t, _ = x_BxTxD.shape
@@ -198,17 +201,20 @@ class Attention(nnx.Module):
     if self.ve_gate is not None:
       gate_BxTxG = 2 * jax.nn.sigmoid(_mm(x_BxTxD[..., :self.ve_gate.shape[0]], self.ve_gate))
       v_BxTxGxK = v_BxTxGxK + gate_BxTxG[..., None] * ve_BxTxGxK
-    cos_TxR, sin_TxR = rope_tables(t, self.head_dim, self.rope_base)
-    q_BxTxHxK = self.norm(apply_rope(q_BxTxHxK, cos_TxR, sin_TxR))  # QK-norm after RoPE
-    k_BxTxGxK = self.norm(apply_rope(k_BxTxGxK, cos_TxR, sin_TxR))
+    q_BxTxHxK = self.norm(self.posenc(q_BxTxHxK, self.cfg))  # QK-norm after the positional encoding
+    k_BxTxGxK = self.norm(self.posenc(k_BxTxGxK, self.cfg))
     y_BxTxHxK = causal_attention(q_BxTxHxK, k_BxTxGxK, v_BxTxGxK, window)
     return _mm(y_BxTxHxK.reshape(b, t, -1), self.c_proj)
+
+
+ATTENTION_VARIANTS: Registry[AttentionBuilder] = Registry("attention", {"standard": Attention})
 
 
 class Block(nnx.Module):
   def __init__(self, cfg: ModelConfig, layer: int, norm: NormFn, mlp: MlpBuilder, init_scale: float, *,
                rngs: nnx.Rngs):
-    self.attn = Attention(cfg, layer, norm, init_scale, rngs=rngs)
+    attention = ATTENTION_VARIANTS.lookup(cfg.attention)
+    self.attn = attention(cfg, layer, norm, POSENC_VARIANTS.lookup(cfg.posenc), init_scale, rngs)
     self.mlp = mlp(cfg.d_model, cfg.mlp_hidden, init_scale, rngs)
     self.norm = norm
 
@@ -229,8 +235,8 @@ class GPT(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype: jnp.dtype = jnp.float32):
     cfg.validate()
-    norm = _lookup(NORM_VARIANTS, "norm", cfg.norm)
-    mlp = _lookup(MLP_VARIANTS, "mlp", cfg.mlp)
+    norm = NORM_VARIANTS.lookup(cfg.norm)
+    mlp = MLP_VARIANTS.lookup(cfg.mlp)
     init_scale = cfg.matrix_init_scale * math.sqrt(3) / math.sqrt(cfg.d_model)
     kv_dim = cfg.n_kv * cfg.head_dim
     self.cfg = cfg

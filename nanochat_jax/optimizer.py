@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from nanochat_jax.config import OptimConfig
+from nanochat_jax.registry import Registry
 
 # Polar Express coefficients (Amsel et al. 2025) as used by autoresearch; the first ns_steps are applied.
 POLAR_EXPRESS_COEFFS: tuple[tuple[float, float, float], ...] = (
@@ -190,10 +191,21 @@ def normuon(lr: float, beta2: float, ns_steps: int,
   return optax.GradientTransformationExtraArgs(init, update)
 
 
+def muon(optim: OptimConfig, compute_dtype: Any) -> optax.GradientTransformationExtraArgs:
+  return normuon(optim.matrix_lr, optim.muon_beta2, optim.muon_ns_steps, compute_dtype)
+
+
+# OptimConfig(matrix_optimizer=name): builder(optim, compute_dtype) -> a transformation of the block matrices that
+# outputs final updates (learning rate and sign applied) and takes the traced extra args lr_mult, muon_momentum
+# and weight_decay (it may ignore them; **_ swallows the rest).
+MatrixOptimizer = Callable[[OptimConfig, Any], optax.GradientTransformationExtraArgs]
+MATRIX_OPTIMIZERS: Registry[MatrixOptimizer] = Registry("matrix_optimizer", {"muon": muon})
+
+
 # --------------------------------------------------------------------------------------------- AdamW
 
 
-def _scale_by_scheduled_lr(lr: float) -> optax.GradientTransformationExtraArgs:
+def scale_by_scheduled_lr(lr: float) -> optax.GradientTransformationExtraArgs:
   """updates * -(lr * lr_mult), with lr_mult a traced extra arg."""
 
   def update(updates: Any, state: Any, params: Any = None, *, lr_mult: jax.Array,
@@ -207,7 +219,7 @@ def _scale_by_scheduled_lr(lr: float) -> optax.GradientTransformationExtraArgs:
 def _adam(lr: float, b1: float, optim: OptimConfig) -> optax.GradientTransformationExtraArgs:
   # eps is added after sqrt of the bias-corrected second moment, exactly as torch/autoresearch; no decay.
   return optax.chain(optax.scale_by_adam(b1=b1, b2=optim.adam_beta2, eps=optim.adam_eps),
-                     _scale_by_scheduled_lr(lr))
+                     scale_by_scheduled_lr(lr))
 
 
 # ------------------------------------------------------------------------------------------- builder
@@ -252,7 +264,7 @@ def build_optimizer(params: Any, optim: OptimConfig, d_model: int,
           RESID: _adam(optim.scalar_lr * optim.resid_lr_mult, optim.adam_beta1, optim),
           X0: _adam(optim.scalar_lr, optim.x0_beta1, optim),
           SCALAR: _adam(optim.scalar_lr, optim.adam_beta1, optim),
-          MUON: normuon(optim.matrix_lr, optim.muon_beta2, optim.muon_ns_steps, compute_dtype),
+          MUON: MATRIX_OPTIMIZERS.lookup(optim.matrix_optimizer)(optim, compute_dtype),
       },
       param_labels)
 

@@ -51,9 +51,8 @@ def tiny_data(tiny_corpus_dir, tiny_cache_dir):
 
 
 @pytest.fixture
-def fresh_mlp_registry(monkeypatch):
-  """Registrations made by a test are undone after it (the registries are process-wide)."""
-  import arrl.nanochat_space as ns
-  from nanochat_jax import model as nc_model
-  monkeypatch.setattr(nc_model, "MLP_VARIANTS", dict(nc_model.MLP_VARIANTS))
-  monkeypatch.setattr(ns, "_MLPS", dict(ns._MLPS))
+def fresh_registries():
+  """Variants and knobs registered by a test are forgotten after it (the registries are process-wide)."""
+  from arrl.nanochat_space import scoped_registries
+  with scoped_registries():
+    yield

@@ -131,7 +131,7 @@ def single_position_attention(gate_w):
   cfg = tiny(depth=1)
   special = {"c_v": np.zeros((64, 64)), "c_proj": np.eye(64), "ve_gate": gate_w}
   rand = gaussian(0)
-  attn = fill(nnx.eval_shape(lambda: M.Attention(cfg, 0, M.rms_norm, 0.1, rngs=nnx.Rngs(0))),
+  attn = fill(nnx.eval_shape(lambda: M.Attention(cfg, 0, M.rms_norm, M.rope, 0.1, nnx.Rngs(0))),
               lambda p, shape: special.get(p[-1], rand(p, shape)))
   x, ve = normal(1, 3, 1, cfg.d_model), normal(2, 3, 1, cfg.n_kv, cfg.head_dim)
   y = nnx.jit(lambda a, x, ve: a(x, ve, cfg.sequence_len))(attn, x, ve).reshape(ve.shape)
@@ -249,31 +249,35 @@ class LinearMLP(nnx.Module):
     return x @ self.c_fc[...].astype(x.dtype)
 
 
-def test_register_mlp(monkeypatch):
-  monkeypatch.setattr(M, "MLP_VARIANTS", dict(M.MLP_VARIANTS))
-  with pytest.raises(ValueError, match="unknown mlp 'linear'; known: gelu, relu2, swiglu"):
-    M.GPT(tiny(mlp="linear"), rngs=nnx.Rngs(0))
-  M.register_mlp("linear", LinearMLP)
-  M.register_mlp("linear", LinearMLP)  # same object again: a no-op
-  cfg = tiny(mlp="linear", depth=1)
-  model = random_model(cfg)
-  assert isinstance(model.blocks[0].mlp, LinearMLP) and model.blocks[0].mlp.c_fc.shape == (64, 64)
-  assert forward(model, tokens(cfg)).shape == (2, 16, 64)
-  with pytest.raises(ValueError, match="already registered"):
-    M.register_mlp("linear", M.SwiGLU)
-  with pytest.raises(ValueError, match="non-empty string"):
-    M.register_mlp("", LinearMLP)
+def test_register_mlp():
+  with M.MLP_VARIANTS.scoped():
+    with pytest.raises(ValueError, match="unknown mlp 'linear'; known: gelu, relu2, swiglu"):
+      M.GPT(tiny(mlp="linear"), rngs=nnx.Rngs(0))
+    M.MLP_VARIANTS.register("linear", LinearMLP)
+    M.MLP_VARIANTS.register("linear", LinearMLP)  # same object again: a no-op
+    cfg = tiny(mlp="linear", depth=1)
+    model = random_model(cfg)
+    assert isinstance(model.blocks[0].mlp, LinearMLP) and model.blocks[0].mlp.c_fc.shape == (64, 64)
+    assert forward(model, tokens(cfg)).shape == (2, 16, 64)
+    with pytest.raises(ValueError, match="already registered"):
+      M.MLP_VARIANTS.register("linear", M.SwiGLU)
+    with pytest.raises(ValueError, match="non-empty string"):
+      M.MLP_VARIANTS.register("", LinearMLP)
+  assert "linear" not in M.MLP_VARIANTS  # the scope undid the registration
 
 
-def test_register_norm(monkeypatch):
-  monkeypatch.setattr(M, "NORM_VARIANTS", dict(M.NORM_VARIANTS))
-  with pytest.raises(ValueError, match="unknown norm 'identity'"):
-    M.GPT(tiny(norm="identity"), rngs=nnx.Rngs(0))
-  M.register_norm("identity", lambda x: x)
-  cfg = tiny(norm="identity", depth=1)
-  assert forward(random_model(cfg), tokens(cfg)).shape == (2, 16, 64)
-  with pytest.raises(ValueError, match="must be callable"):
-    M.register_norm("bad", 3)
+def test_register_norm():
+  with M.NORM_VARIANTS.scoped():
+    with pytest.raises(ValueError, match="unknown norm 'identity'"):
+      M.GPT(tiny(norm="identity"), rngs=nnx.Rngs(0))
+    M.NORM_VARIANTS.register("identity", lambda x: x)
+    cfg = tiny(norm="identity", depth=1)
+    assert forward(random_model(cfg), tokens(cfg)).shape == (2, 16, 64)
+    with pytest.raises(ValueError, match="must be callable"):
+      M.NORM_VARIANTS.register("bad", 3)
+    M.NORM_VARIANTS.unregister("identity")
+    with pytest.raises(ValueError, match="unknown norm 'identity'"):
+      M.NORM_VARIANTS.unregister("identity")
 
 
 def test_bfloat16_compute_keeps_fp32_params_and_logits():

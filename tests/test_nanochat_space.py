@@ -206,7 +206,7 @@ def test_registration_errors():
                          fields={"mult": Choice((1.5, 2.0, 2.75, 3.5, 4.0, 5.5), 2.75, ordinal=True)}, matrices=3)
 
 
-def test_readme_example_new_mlp_variant(fresh_mlp_registry):
+def test_readme_example_new_mlp_variant(fresh_registries):
   # README "Extend the search space": a plain-ReLU MLP is one registration.
   from nanochat_jax.model import PointwiseMLP
   register_mlp_variant("relu", functools.partial(PointwiseMLP, activation=jax.nn.relu),

@@ -4,10 +4,10 @@ import re
 import subprocess
 import sys
 
-from arrl.edits import SwapVariant
+from arrl import plugins
+from arrl.edits import SetField, SwapVariant
 from arrl.nanochat_space import nanochat_space, to_program
 from conftest import TINY_PRESET
-from nanochat_jax import model as nc_model
 from nanochat_jax.train import train
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
@@ -34,13 +34,17 @@ def test_readme_test_command_prints_the_summary_line():
   assert re.search(r"^1 passed in ", out, re.M), out[-2000:]
 
 
-def test_extend_example_registers_a_choosable_trainable_variant(tiny_data, fresh_mlp_registry):
-  exec(compile(extend_example(), "README.md", "exec"), {})
-  assert "relu" in nc_model.MLP_VARIANTS
+def test_extend_example_is_a_plugin_whose_variants_are_choosable_and_train(tmp_path, tiny_data, fresh_registries):
+  plugin = tmp_path / "my_plugin.py"
+  plugin.write_text(extend_example())
+  plugins.load(str(plugin))
   space = nanochat_space(TINY_PRESET)
   tree = space.default()
-  assert SwapVariant("model.mlp", "relu") in space.legal_edits(tree)
-  program = to_program(space.apply(tree, SwapVariant("model.mlp", "relu")))
-  assert program.model.mlp == "relu"
+  edits = [SwapVariant("model.mlp", "relu"), SwapVariant("model.posenc", "none"), SetField("optim.adam_eps", 1e-8)]
+  assert all(e in space.legal_edits(tree) for e in edits)
+  for e in edits:
+    tree = space.apply(tree, e)
+  program = to_program(tree)
+  assert (program.model.mlp, program.model.posenc, program.optim.adam_eps) == ("relu", "none", 1e-8)
   res = train(program, TINY_PRESET, tiny_data, budget_s=1.0, log=lambda s: None)
   assert res.status == "ok" and res.val_bpb > 0
