@@ -30,6 +30,7 @@ import pprint
 import re
 from typing import Callable, Mapping, Sequence, Union
 
+from nanochat_jax import config as nc_config
 from nanochat_jax import model as nc_model
 from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
 from nanochat_jax.env import PRESETS, Preset
@@ -246,29 +247,18 @@ def from_program(program: Program) -> Node:
 # ---------------------------------------------------------------------------------------------------------------
 # Size estimates for the preset caps.
 
+def _mlp_matrices(cfg: ModelConfig) -> int:
+  return _MLPS[cfg.mlp].matrices if cfg.mlp in _MLPS else 2
+
+
 def estimate_params(cfg: ModelConfig) -> int:
   """Parameter count of nanochat_jax.model.GPT(cfg) (exact for the built-in MLPs)."""
-  d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-  mlp = _MLPS[cfg.mlp].matrices if cfg.mlp in _MLPS else 2
-  per_layer = 2 * d * d + 2 * d * kv + mlp * d * cfg.mlp_hidden  # c_q, c_proj, c_k, c_v, MLP
-  ve_layers = sum(cfg.has_ve(i) for i in range(cfg.depth))
-  ve = ve_layers * (cfg.vocab_size * kv + cfg.ve_gate_channels * cfg.n_kv)
-  return cfg.depth * per_layer + ve + 2 * cfg.vocab_size * d + 2 * cfg.depth  # + wte, lm_head, lambdas
+  return nc_config.estimate_params(cfg, _mlp_matrices(cfg))
 
 
 def estimate_memory_gb(program: Program) -> float:
-  """Rough peak training memory (GB = 1e9 bytes) of one micro-batch step.
-
-  16 bytes per parameter (fp32 weights, grads, two optimizer moments) plus, per token of the micro-batch,
-  bf16 activations kept for the backward pass, ~(7 d + 4 kv + matrices * hidden) per layer, and ~8 bytes per
-  vocabulary entry for the logits and their fp32 loss buffers.
-  """
-  cfg = program.model
-  d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-  mlp = _MLPS[cfg.mlp].matrices if cfg.mlp in _MLPS else 2
-  per_token = 2 * cfg.depth * (7 * d + 4 * kv + mlp * cfg.mlp_hidden) + 8 * cfg.vocab_size
-  tokens = program.schedule.device_batch_size * cfg.sequence_len
-  return (16 * estimate_params(cfg) + per_token * tokens) / 1e9
+  """Rough peak training memory in GB (`nanochat_jax.config.estimate_memory_gb`)."""
+  return nc_config.estimate_memory_gb(program, _mlp_matrices(program.model))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,14 +280,7 @@ def _program_valid(tree: Node) -> str | None:
 def _caps(max_params: int, max_memory_gb: float) -> Callable[[Node], str | None]:
   def check(tree: Node) -> str | None:
     program = _cached_program(tree)
-    params = estimate_params(program.model)
-    if params > max_params:
-      return f"estimated {params / 1e6:.1f}M parameters exceed the preset's cap of {max_params / 1e6:.1f}M"
-    memory = estimate_memory_gb(program)
-    if memory > max_memory_gb:
-      return (f"estimated training memory {memory:.1f} GB exceeds the preset's cap of {max_memory_gb:g} GB "
-              f"(lower device_batch_size or the model size)")
-    return None
+    return nc_config.size_error(program, max_params, max_memory_gb, _mlp_matrices(program.model))
   return check
 
 
