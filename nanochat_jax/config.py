@@ -7,6 +7,7 @@ Defaults are autoresearch's train.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing
@@ -35,18 +36,23 @@ _ANY, _NON_NEG, _POS = Range(), Range(0), Range(0, lo_open=True)
 _UNIT, _MOMENTUM = Range(0, 1), Range(0, 1, hi_open=True)
 
 
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, type], ...]:
+  hints = typing.get_type_hints(cls)  # slow (~0.5 ms): arrl validates many candidate programs
+  return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
 def check_fields(cfg: Any, section: str, ranges: dict[str, Range]) -> None:
   """Every field has its declared type (int: no bool, float: finite int or float, str) and lies in its range."""
-  hints = typing.get_type_hints(type(cfg))
-  for f in dataclasses.fields(cfg):
-    value, want, name = getattr(cfg, f.name), hints[f.name], f"{section}.{f.name}"
+  for field, want in _field_types(type(cfg)):
+    value, name = getattr(cfg, field), f"{section}.{field}"
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not {str: isinstance(value, str), int: numeric and isinstance(value, int), float: numeric}[want]:
       raise ValueError(f"{name} must be {want.__name__}, got {value!r} ({type(value).__name__})")
     if want is float and not math.isfinite(value):
       raise ValueError(f"{name} must be finite, got {value!r}")
-    if want is not str and value not in ranges.get(f.name, _ANY):
-      raise ValueError(f"{name} must lie in {ranges[f.name]}, got {value!r}")
+    if want is not str and value not in ranges.get(field, _ANY):
+      raise ValueError(f"{name} must lie in {ranges[field]}, got {value!r}")
 
 
 def check_seed(seed: Any) -> int:
@@ -209,7 +215,7 @@ class Program:
     row = self.model.sequence_len
     if s.total_batch_tokens % (s.device_batch_size * row):
       raise ValueError(
-          f"total_batch_tokens={s.total_batch_tokens} must be a positive multiple of "
+          f"total_batch_tokens={s.total_batch_tokens} must be a multiple of "
           f"device_batch_size*sequence_len={s.device_batch_size * row}")
     if not 0 <= s.warmup_ratio + s.warmdown_ratio <= 1:
       raise ValueError("warmup_ratio + warmdown_ratio must lie in [0, 1]")
