@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--no-abort", action="store_true", help="disable early abort of hopeless trials")
   p.add_argument("--remeasure", action="store_true", help="re-run programs already measured in this run")
   p.add_argument("--force", action="store_true", help="resume even if the frozen environment changed")
-  p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
+  p.add_argument("--cache-dir",
+                 help="tokenizer, token and JAX compilation caches (default: $ARRL_CACHE or ~/.cache/arrl)")
   args = p.parse_args(argv)
   for action in p._actions:   # parse again without defaults: which flags did the user give?
     action.default = argparse.SUPPRESS

@@ -110,7 +110,7 @@ BAD_PROGRAMS = [
 ]
 
 
-@pytest.mark.parametrize("text,needle", BAD_PROGRAMS, ids=[f"{i}-{needle}" for i, (_, needle) in enumerate(BAD_PROGRAMS)])
+@pytest.mark.parametrize("text,needle", BAD_PROGRAMS, ids=[f"{i}-{n}" for i, (_, n) in enumerate(BAD_PROGRAMS)])
 def test_bad_programs(text, needle, tiny_args, tmp_path, capsys, no_compile):
   path = _program_file(tmp_path, text)
   line = one_line_error(train_lib.main, [*tiny_args, "--program", path], capsys)
@@ -174,6 +174,7 @@ def test_corrupt_cache_is_rebuilt_with_one_warning(cache, corrupt, tiny_corpus_d
   warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
   assert len(warnings) == 1 and str(victim) in warnings[0], warnings
   assert after.tokenizer_digest == before.tokenizer_digest
-  assert all(np.array_equal(a, b) for a, b in zip(after.train_docs + after.val_docs, before.train_docs + before.val_docs))
+  docs = zip(after.train_docs + after.val_docs, before.train_docs + before.val_docs)
+  assert all(np.array_equal(a, b) for a, b in docs)
   load_run_data(TINY_PRESET, tiny_corpus_dir, None, str(tmp_path))
   assert "warning" not in capsys.readouterr().err  # the rebuilt file is intact
