@@ -27,13 +27,14 @@ import optax
 from flax import nnx
 
 from nanochat_jax import loader
+from nanochat_jax import model as nc_model
 from nanochat_jax.cache import enable_jax_cache
 from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import ModelConfig, Program, check_seed, muon_momentum, size_error, weight_decay
 from nanochat_jax.data import RunData, load_run_data
 from nanochat_jax.env import DIVERGENCE_LOSS, Preset, check_budget, get_preset
 from nanochat_jax.evaluate import bpb_sums, evaluate_bpb
-from nanochat_jax.model import GPT, MLP_VARIANTS, NORM_VARIANTS, flops_per_token, num_params, per_token_loss
+from nanochat_jax.model import GPT, flops_per_token, num_params, per_token_loss
 from nanochat_jax.optimizer import build_optimizer
 
 # Dense bf16 peak FLOP/s by device kind, for MFU. Unknown accelerators and CPUs use a measured matmul rate.
@@ -158,7 +159,7 @@ def _grouped(batches: Iterator[np.ndarray], accum: int) -> Iterator[np.ndarray]:
 def mlp_matrices(cfg: ModelConfig) -> int:
   """d_model x hidden matrices in one MLP of variant cfg.mlp, counted on a small abstract instance."""
   d, hidden = 8, 16
-  mlp = nnx.eval_shape(lambda: MLP_VARIANTS[cfg.mlp](d, hidden, 1.0, nnx.Rngs(0)))
+  mlp = nnx.eval_shape(lambda: nc_model.MLP_VARIANTS[cfg.mlp](d, hidden, 1.0, nnx.Rngs(0)))
   return -(-num_params(mlp) // (d * hidden))
 
 
@@ -166,7 +167,8 @@ def check_program(program: Program, preset: Preset, data: RunData) -> None:
   """Everything that can be checked before building and compiling: ValueError naming the field otherwise."""
   program.validate()
   cfg = program.model
-  for kind, registry, name in (("mlp", MLP_VARIANTS, cfg.mlp), ("norm", NORM_VARIANTS, cfg.norm)):
+  # Looked up at call time, as GPT does: variants may be registered (or the registries replaced) after import.
+  for kind, registry, name in (("mlp", nc_model.MLP_VARIANTS, cfg.mlp), ("norm", nc_model.NORM_VARIANTS, cfg.norm)):
     if name not in registry:
       raise ValueError(f"model.{kind}: unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
   if cfg.sequence_len != preset.seq_len:
