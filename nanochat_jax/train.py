@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, OSError, RuntimeError, ImportError) as e:  # bad input or environment: one line
     print(f"error: {e}", file=sys.stderr)
     return 2
-  enable_jax_cache(args.cache_dir)
+  enable_jax_cache(args.cache_dir)  # before the first compile: JAX decides once per process whether to use it
   print(f"preset {preset.name} | env {data.env_digest(preset, args.budget_s)} | devices {jax.devices()}",
         flush=True)
   result = train(program, preset, data, seed=args.seed, budget_s=args.budget_s,
