@@ -33,6 +33,7 @@ from arrl.oracle import STOP_FILE, Oracle, StopSignals
 from arrl.plugins import load_run_plugins, record as record_plugins
 from arrl.runner import LocalProcessExecutor, TrialCancelled
 from arrl.space import Space
+from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import Program
 
 DEFAULT_AGENT = "ppo"
@@ -48,15 +49,15 @@ _PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume f
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m arrl.main", description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = Parser(prog="python -m arrl.main", description=__doc__.split("\n\n")[0],
+             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--preset", choices=["cpu", "gpu", "tiny"], help="environment preset (default: gpu if a GPU is present)")
-  p.add_argument("--budget-s", type=float, help="training seconds per trial (default: the preset's)")
+  p.add_argument("--budget-s", type=budget_arg, help="training seconds per trial (default: the preset's)")
   p.add_argument("--max-experiments", type=int, help="stop after this many trials have run (default: no limit)")
   p.add_argument("--max-hours", type=float, help="stop after this many hours of trials (default: no limit)")
   p.add_argument("--run-dir", help="run directory; an existing one is resumed (default: runs/<time>-<preset>)")
   p.add_argument("--agent", default=DEFAULT_AGENT, help=f"search agent: {', '.join(sorted(AGENTS))}")
-  p.add_argument("--seed", type=int, default=0, help="seed of the agent and of every trial's training")
+  p.add_argument("--seed", type=seed_arg, default=0, help="seed of the agent and of every trial's training")
   p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
@@ -72,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--initial", metavar="PROGRAM.json",
                  help="start a new run (and its noise baselines) from this program instead of the preset's: "
                       "Program JSON whose missing fields keep the preset's values, or a ledger 'program' tree")
-  p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
+  p.add_argument("--cache-dir",
+                 help="tokenizer, token and JAX compilation caches (default: $ARRL_CACHE or ~/.cache/arrl)")
   args = p.parse_args(argv)
   for action in p._actions:   # parse again without defaults: which flags did the user give?
     action.default = argparse.SUPPRESS
@@ -80,9 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   for name in ("max_experiments", "noise_repeats"):
     if getattr(args, name) is not None and getattr(args, name) < 1:
       p.error(f"--{name.replace('_', '-')} must be >= 1")
-  for name in ("budget_s", "max_hours"):
-    if getattr(args, name) is not None and getattr(args, name) <= 0:
-      p.error(f"--{name.replace('_', '-')} must be > 0")
+  if args.max_hours is not None and not 0 < args.max_hours < math.inf:
+    p.error(f"--max-hours must be finite and > 0, got {args.max_hours}")
   if args.agent not in AGENTS:
     p.error(f"unknown --agent {args.agent!r}; choose one of: {', '.join(sorted(AGENTS))}")
   return args

@@ -22,6 +22,7 @@ STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on 
 def run_trial(payload: dict, ctx: Any) -> dict:
   """Worker side: import the run's plugins, train the program under the budget; report progress; honour stops."""
   from arrl import plugins
+  from nanochat_jax.cache import enable_jax_cache
   from nanochat_jax.config import Program
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
@@ -31,6 +32,7 @@ def run_trial(payload: dict, ctx: Any) -> dict:
   plugins.load_for_worker(payload.get("plugins", ()))  # before the model is built: they register its modules
   preset = get_preset(payload["preset"])
   data = load_run_data(preset, payload.get("data"), payload.get("val_data"), payload.get("cache_dir"))
+  enable_jax_cache(payload.get("cache_dir"))  # --cache-dir holds the compilation cache too
   program = Program.from_json(payload["program"])
   step_tokens, token_flops = program.schedule.total_batch_tokens, flops_per_token(program.model)
 

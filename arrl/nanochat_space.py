@@ -31,12 +31,13 @@ import dataclasses
 import functools
 import pprint
 import re
-from typing import Callable, Iterator, Mapping, Protocol, Sequence, Union
+from typing import Callable, Iterator, Mapping, Sequence, Union
 
 from nanochat_jax import config as nc_config
 from nanochat_jax import model as nc_model
 from nanochat_jax import optimizer as nc_optimizer
-from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
+from nanochat_jax.config import (AttentionSize, MlpSize, ModelConfig, OptimConfig, Program, ScheduleConfig,
+                                 SizeModel)
 from nanochat_jax.env import PRESETS, Preset
 from nanochat_jax.registry import Registry
 
@@ -57,35 +58,6 @@ Grid = Union[Sequence[Scalar], Callable[[Scalar], Sequence[Scalar]]]  # values, 
 # module node of that kind (kind name = field name) whose fields set other Program fields (the MLP's `mult` is
 # mlp_mult). Every name in the registry is a variant of the space; `register_variant` adds one with its fields
 # and its size model.
-
-class SizeModel(Protocol):
-  """What the parameter and memory estimates need of a block module, per layer."""
-  def params(self, cfg: ModelConfig) -> int: ...       # parameters
-  def activations(self, cfg: ModelConfig) -> int: ...  # values kept per token for the backward pass
-
-
-@dataclasses.dataclass(frozen=True)
-class MlpSize:
-  matrices: int = 2  # d_model x hidden weight matrices (3 for gated MLPs)
-
-  def params(self, cfg: ModelConfig) -> int:
-    return self.matrices * cfg.d_model * cfg.mlp_hidden
-
-  def activations(self, cfg: ModelConfig) -> int:
-    return self.matrices * cfg.mlp_hidden
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionSize:
-  """nanochat_jax.model.Attention: c_q, c_proj (d x d), c_k, c_v (d x kv); ~7 d + 4 kv activations with the norms."""
-
-  def params(self, cfg: ModelConfig) -> int:
-    d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-    return 2 * d * d + 2 * d * kv
-
-  def activations(self, cfg: ModelConfig) -> int:
-    return 7 * cfg.d_model + 4 * cfg.n_kv * cfg.head_dim
-
 
 _MULTS = Choice((1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), 4.0, ordinal=True)
 
@@ -339,25 +311,12 @@ def _sizes(cfg: ModelConfig) -> list[SizeModel]:
 
 def estimate_params(cfg: ModelConfig) -> int:
   """Parameter count of nanochat_jax.model.GPT(cfg) (exact for the built-in modules)."""
-  d, kv = cfg.d_model, cfg.n_kv * cfg.head_dim
-  per_layer = sum(s.params(cfg) for s in _sizes(cfg))  # attention and MLP
-  ve_layers = sum(cfg.has_ve(i) for i in range(cfg.depth))
-  ve = ve_layers * (cfg.vocab_size * kv + cfg.ve_gate_channels * cfg.n_kv)
-  return cfg.depth * per_layer + ve + 2 * cfg.vocab_size * d + 2 * cfg.depth  # + wte, lm_head, lambdas
+  return nc_config.estimate_params(cfg, _sizes(cfg))
 
 
 def estimate_memory_gb(program: Program) -> float:
-  """Rough peak training memory (GB = 1e9 bytes) of one micro-batch step.
-
-  16 bytes per parameter (fp32 weights, grads, two optimizer moments) plus, per token of the micro-batch,
-  bf16 activations kept for the backward pass (the modules' size models: ~7 d + 4 kv for attention and norms,
-  matrices * hidden for the MLP, per layer), and ~8 bytes per vocabulary entry for the logits and their fp32
-  loss buffers.
-  """
-  cfg = program.model
-  per_token = 2 * cfg.depth * sum(s.activations(cfg) for s in _sizes(cfg)) + 8 * cfg.vocab_size
-  tokens = program.schedule.device_batch_size * cfg.sequence_len
-  return (16 * estimate_params(cfg) + per_token * tokens) / 1e9
+  """Rough peak training memory in GB (`nanochat_jax.config.estimate_memory_gb` with the modules' size models)."""
+  return nc_config.estimate_memory_gb(program, _sizes(program.model))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -386,14 +345,7 @@ def _with_default(choice: Choice, default: Scalar) -> Choice:
 def _caps(max_params: int, max_memory_gb: float) -> Callable[[Node], str | None]:
   def check(tree: Node) -> str | None:
     program = _cached_program(tree)
-    params = estimate_params(program.model)
-    if params > max_params:
-      return f"estimated {params / 1e6:.1f}M parameters exceed the preset's cap of {max_params / 1e6:.1f}M"
-    memory = estimate_memory_gb(program)
-    if memory > max_memory_gb:
-      return (f"estimated training memory {memory:.1f} GB exceeds the preset's cap of {max_memory_gb:g} GB "
-              f"(lower device_batch_size or the model size)")
-    return None
+    return nc_config.size_error(program, max_params, max_memory_gb, _sizes(program.model))
   return check
 
 

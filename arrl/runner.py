@@ -6,7 +6,8 @@ its own session / process group, so a crash, OOM, segfault or hang costs that tr
 group is SIGKILLed at the end of every trial, which also releases accelerator memory.
 
 Statuses (`TrialResult.status`):
-  ok               the trial returned a summary with a finite val_bpb (the loop then keeps or discards);
+  ok               the trial returned a summary with a finite val_bpb, after more than 0 steps if it
+                   reports num_steps (the loop then keeps or discards);
   diverged, compile-timeout, aborted
                    reported by the trial in its summary. The executor also sets compile-timeout when no
                    progress event came within `compile_cap_s` of the start, aborted when it asked the trial
@@ -24,10 +25,11 @@ itself (XLA_PYTHON_CLIENT_MEM_FRACTION etc. in the worker's environment).
 Overhead per trial: start-up is a fresh interpreter plus the trial module's imports (`startup_seconds`,
 measured until the worker's "ready" event: ~0.05 s for the worker itself, a few seconds when the trial
 imports jax). Compilation is amortised by JAX's persistent compilation cache, whose directory
-(`JAX_COMPILATION_CACHE_DIR`) the executor sets for every worker. Workers are deliberately not reused
-across trials: a trial can leave state behind (device-memory fragmentation, global jax.config flags,
-monkey-patched modules, leaked threads) that would make the next trial's result depend on its
-predecessor; a few seconds per 5-minute trial is the price of independent measurements.
+(`JAX_COMPILATION_CACHE_DIR`, default $ARRL_CACHE/jax) and size bound (`nanochat_jax.cache`) the
+executor sets for every worker. Workers are deliberately not reused across trials: a trial can leave
+state behind (device-memory fragmentation, global jax.config flags, monkey-patched modules, leaked
+threads) that would make the next trial's result depend on its predecessor; a few seconds per 5-minute
+trial is the price of independent measurements.
 
 Signals: the worker runs in a new session, so a terminal's Ctrl-C reaches only the loop. Any exception in
 `run` (KeyboardInterrupt included) kills the worker's group before propagating, and the worker asks the
@@ -46,6 +48,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Protocol
+
+from nanochat_jax import cache
 
 STATUSES = ("ok", "crash", "diverged", "compile-timeout", "aborted", "timeout")
 REPORTABLE = ("ok", "diverged", "compile-timeout", "aborted")   # what a trial may put in its summary
@@ -70,9 +74,11 @@ class TrialJob:
       raise ValueError(f"fn must look like 'package.module:function', got {self.fn!r}")
     if not self.trial_id:
       raise ValueError("trial_id must be a non-empty string")
-    if min(self.budget_s, self.compile_cap_s) <= 0 or self.eval_allowance_s < 0:
-      raise ValueError(f"budget_s and compile_cap_s must be > 0 and eval_allowance_s >= 0, got "
-                       f"{self.budget_s}, {self.compile_cap_s}, {self.eval_allowance_s}")
+    limits = (self.budget_s, self.compile_cap_s, self.eval_allowance_s)
+    if not all(map(math.isfinite, limits)) or min(self.budget_s, self.compile_cap_s) <= 0 or self.eval_allowance_s < 0:
+      raise ValueError(f"budget_s and compile_cap_s must be finite and > 0 and eval_allowance_s finite and >= 0 "
+                       f"(the hard deadline is their sum), got {self.budget_s}, {self.compile_cap_s}, "
+                       f"{self.eval_allowance_s}")
     try:
       json.dumps(self.payload)
     except (TypeError, ValueError) as e:
@@ -197,7 +203,7 @@ class _Streams:
     self.sel.register(log_fd, selectors.EVENT_READ, "log")
     self.buffers = {"event": b"", "log": b""}
     self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-    self.log_file = open(log_path, "ab") if log_path else None
+    self.log_file = open(log_path, "ab", buffering=0) if log_path else None  # unbuffered: the log grows live
 
   @property
   def open(self) -> bool:
@@ -261,6 +267,8 @@ def _classify(w: _Watch, exit_code: int | None) -> tuple[str, str | None]:
       return ("aborted", None) if w.stop_sent else ("crash", "trial reported ok without a val_bpb")
     if status == "ok" and not (isinstance(val, (int, float)) and math.isfinite(val)):
       return "diverged", f"val_bpb is {val}"
+    if status == "ok" and w.summary.get("num_steps") == 0:   # an untrained model's score is no result
+      return "crash", "trial reported ok after 0 training steps"
     return status, w.summary.get("error")
   if w.error is not None:
     note = " (OOM)" if w.error.startswith("MemoryError") else ""
@@ -278,16 +286,24 @@ def _classify(w: _Watch, exit_code: int | None) -> tuple[str, str | None]:
   return "crash", f"worker exited with code {exit_code} without a summary"
 
 
-class LocalProcessExecutor:
-  """One fresh `python -m arrl.worker` process per trial on this machine."""
+_DEFAULT_JAX_CACHE = "$ARRL_CACHE/jax"
 
-  def __init__(self, limits: WorkerLimits | None = None,
-               jax_cache_dir: str | None = os.path.join(os.path.expanduser("~"), ".cache", "arrl", "jax"),
+
+class LocalProcessExecutor:
+  """One fresh `python -m arrl.worker` process per trial on this machine.
+
+  jax_cache_dir: the workers' persistent compilation cache (bounded, see `nanochat_jax.cache`); by default the
+  one under $ARRL_CACHE (or ~/.cache/arrl); None: no persistent cache.
+  """
+
+  def __init__(self, limits: WorkerLimits | None = None, jax_cache_dir: str | None = _DEFAULT_JAX_CACHE,
                pythonpath: tuple[str, ...] = (), env: dict[str, str] | None = None,
                python: str = sys.executable):
     self.limits = limits or WorkerLimits()
-    self.jax_cache_dir, self.pythonpath, self.python = jax_cache_dir, tuple(pythonpath), python
     self.env = dict(os.environ if env is None else env)
+    if jax_cache_dir == _DEFAULT_JAX_CACHE:
+      jax_cache_dir = str(cache.jax_cache_dir(self.env.get("ARRL_CACHE")))
+    self.jax_cache_dir, self.pythonpath, self.python = jax_cache_dir, tuple(pythonpath), python
 
   def _worker_env(self) -> dict[str, str]:
     env = dict(self.env)
@@ -296,6 +312,7 @@ class LocalProcessExecutor:
     if self.jax_cache_dir:
       os.makedirs(self.jax_cache_dir, exist_ok=True)
       env["JAX_COMPILATION_CACHE_DIR"] = self.jax_cache_dir
+      env.setdefault(cache.MAX_SIZE_ENV, str(cache.JAX_CACHE_MAX_BYTES))
     return env
 
   def run(self, job: TrialJob, monitor: Monitor | None = None,

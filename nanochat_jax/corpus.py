@@ -67,7 +67,10 @@ def sotu_speech_dir() -> Path:
 
 
 def _read_text(path: Path) -> str:
-  return path.read_bytes().decode("utf-8")  # bytes, not text mode: keep line endings exactly
+  try:
+    return path.read_bytes().decode("utf-8")  # bytes, not text mode: keep line endings exactly
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); a .txt file must be UTF-8 text") from None
 
 
 def load_default_corpus() -> Corpus:
@@ -106,13 +109,21 @@ def resolve_files(data: str) -> list[Path]:
 
 
 def _parquet_docs(path: Path) -> Iterator[str]:
-  import pyarrow.parquet as pq  # lazy: only user corpora need pyarrow
+  import pyarrow as pa  # lazy: only user corpora need pyarrow
+  import pyarrow.parquet as pq
 
-  shard = pq.ParquetFile(path)
-  if "text" not in shard.schema_arrow.names:
-    raise ValueError(f"parquet file {path} has no 'text' column (columns: {', '.join(shard.schema_arrow.names)})")
-  for group in range(shard.num_row_groups):  # one row group at a time bounds peak memory
-    yield from shard.read_row_group(group, columns=["text"]).column("text").to_pylist()
+  try:
+    shard = pq.ParquetFile(path)
+    schema = shard.schema_arrow
+    if "text" not in schema.names:
+      raise ValueError(f"parquet file {path} has no 'text' column (columns: {', '.join(schema.names)})")
+    kind = schema.field("text").type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+      raise ValueError(f"parquet file {path}: column 'text' holds {kind}, expected strings")
+    for group in range(shard.num_row_groups):  # one row group at a time bounds peak memory
+      yield from shard.read_row_group(group, columns=["text"]).column("text").to_pylist()
+  except (pa.ArrowException, OSError) as e:  # corrupt or truncated file: pyarrow's message omits the path
+    raise ValueError(f"parquet file {path} cannot be read: {e}") from None
 
 
 def _jsonl_docs(path: Path) -> Iterator[str]:

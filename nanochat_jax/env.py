@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
 
 EVAL_PROTOCOL = "bpb-v1"         # sum nats over targets with bytes > 0 / (ln 2 * their bytes)
 DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends the run as `diverged`
 VOCAB_SIZE = 8192                # including 4 special tokens
+MAX_BUDGET_S = 24 * 3600.0       # longest training budget accepted (train CLI, arrl.main, run_trial)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,13 @@ def get_preset(name: str) -> Preset:
   if name not in PRESETS:
     raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
   return PRESETS[name]
+
+
+def check_budget(budget_s: Any) -> float:
+  """`budget_s` as a float in (0, MAX_BUDGET_S]; NaN, inf and non-numbers are refused."""
+  if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not 0 < budget_s <= MAX_BUDGET_S:
+    raise ValueError(f"budget must be a number of seconds in (0, {MAX_BUDGET_S:.0f}], got {budget_s!r}")
+  return float(budget_s)
 
 
 def env_digest(preset: Preset, corpus_digest: str, tokenizer_digest: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from nanochat_jax.cache import default_cache_dir
 from nanochat_jax.corpus import Corpus, atomic_open, corpus_digest
 
 SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|"""
@@ -25,10 +25,6 @@ VOCAB_SIZE = 8192  # including the special tokens
 SPECIAL_TOKENS = tuple(f"<|reserved_{i}|>" for i in range(4))
 _TOKENS_FORMAT = "bos-led-v1"  # part of the token-cache key: bump when the stored layout changes
 _ENCODE_CHUNK = 1024  # documents per Rust batch call: bounds the memory of live Encoding objects
-
-
-def default_cache_dir() -> Path:
-  return Path(os.environ.get("ARRL_CACHE") or Path.home() / ".cache" / "arrl")
 
 
 def _sha256(text: str) -> str:
@@ -102,7 +98,10 @@ def get_tokenizer(corpus: Corpus, vocab_size: int = VOCAB_SIZE, cache_dir: Path 
                          "special_tokens": SPECIAL_TOKENS}, sort_keys=True)
   path = Path(cache_dir or default_cache_dir()) / "tokenizer" / f"{_sha256(settings)[:32]}.json"
   if path.exists():
-    return Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    try:
+      return Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    except Exception as e:  # the tokenizers library raises bare Exception for a malformed file
+      _rebuilding(path, e)
   mb = sum(len(d) for d in corpus.train_docs) / 1e6
   print(f"training tokenizer (vocab {vocab_size}) on {len(corpus.train_docs)} docs, {mb:.1f} MB of "
         f"{corpus.name}...", end="", file=sys.stderr, flush=True)
@@ -124,14 +123,33 @@ def tokenize_docs(tokenizer: Tokenizer, docs: Sequence[str], cache_dir: Path | s
   ident = key if key is not None else corpus_digest(docs, ())
   name = _sha256(_TOKENS_FORMAT + tokenizer.digest + ident)[:32]
   path = Path(cache_dir or default_cache_dir()) / "tokens" / f"{name}.npz"
-  if path.exists():
-    with np.load(path) as f:
-      flat, offsets = f["tokens"], f["offsets"]
-  else:
+  cached = _load_tokens(path, len(docs), tokenizer.vocab_size) if path.exists() else None
+  if cached is None:
     flat, offsets = _encode_flat(tokenizer, docs)
     with atomic_open(path) as f:
       np.savez(f, tokens=flat, offsets=offsets)
+  else:
+    flat, offsets = cached
   return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]  # views into one buffer: no copies
+
+
+def _rebuilding(path: Path, why: BaseException | str) -> None:
+  print(f"warning: cache file {path} is corrupt ({str(why)[:200]}); rebuilding it", file=sys.stderr)
+
+
+def _load_tokens(path: Path, n_docs: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+  """A token cache entry's (flat, offsets) if it is intact and fits `n_docs` documents, else None (warned)."""
+  try:
+    with np.load(path) as f:
+      flat, offsets = f["tokens"], f["offsets"]
+  except Exception as e:  # a damaged npz surfaces as zipfile, pickle, OSError, KeyError or ValueError errors
+    _rebuilding(path, e)
+    return None
+  if (flat.ndim != 1 or offsets.shape != (n_docs + 1,) or offsets[0] != 0 or offsets[-1] != len(flat)
+      or np.any(np.diff(offsets) < 1) or (len(flat) and int(flat.max()) >= vocab_size)):
+    _rebuilding(path, "its arrays do not fit the documents or the vocabulary")
+    return None
+  return flat, offsets
 
 
 def _encode_flat(tokenizer: Tokenizer, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -27,12 +27,16 @@ import optax
 from flax import nnx
 
 from nanochat_jax import loader
-from nanochat_jax.config import Program, muon_momentum, weight_decay
+from nanochat_jax import model as nc_model
+from nanochat_jax.cache import enable_jax_cache
+from nanochat_jax.cli import Parser, budget_arg, seed_arg
+from nanochat_jax.config import (LR_SCHEDULES, AttentionSize, MlpSize, ModelConfig, Program, check_seed, muon_momentum,
+                                 size_error, weight_decay)
 from nanochat_jax.data import RunData, load_run_data
-from nanochat_jax.env import DIVERGENCE_LOSS, Preset, get_preset
+from nanochat_jax.env import DIVERGENCE_LOSS, Preset, check_budget, get_preset
 from nanochat_jax.evaluate import bpb_sums, evaluate_bpb
 from nanochat_jax.model import GPT, flops_per_token, num_params, per_token_loss
-from nanochat_jax.optimizer import build_optimizer
+from nanochat_jax.optimizer import MATRIX_OPTIMIZERS, build_optimizer
 
 # Dense bf16 peak FLOP/s by device kind, for MFU. Unknown accelerators and CPUs use a measured matmul rate.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -153,6 +157,35 @@ def _grouped(batches: Iterator[np.ndarray], accum: int) -> Iterator[np.ndarray]:
     yield np.stack([next(batches) for _ in range(accum)])
 
 
+def mlp_matrices(cfg: ModelConfig) -> int:
+  """d_model x hidden matrices in one MLP of variant cfg.mlp, counted on a small abstract instance."""
+  d, hidden = 8, 16
+  mlp = nnx.eval_shape(lambda: nc_model.MLP_VARIANTS[cfg.mlp](d, hidden, 1.0, nnx.Rngs(0)))
+  return round(num_params(mlp) / (d * hidden))  # a bias or gate vector is not a matrix
+
+
+def check_program(program: Program, preset: Preset, data: RunData) -> None:
+  """Everything that can be checked before building and compiling: ValueError naming the field otherwise."""
+  program.validate()
+  cfg = program.model
+  # Looked up at call time, as GPT does: variants may be registered (by plugins) after import.
+  for field, registry in (("model.mlp", nc_model.MLP_VARIANTS), ("model.norm", nc_model.NORM_VARIANTS),
+                          ("model.attention", nc_model.ATTENTION_VARIANTS), ("model.posenc", nc_model.POSENC_VARIANTS),
+                          ("optim.matrix_optimizer", MATRIX_OPTIMIZERS), ("schedule.lr_schedule", LR_SCHEDULES)):
+    section, attr = field.split(".")
+    name = getattr(getattr(program, section), attr)
+    if name not in registry:
+      raise ValueError(f"{field}: unknown {attr} {name!r}; known: {', '.join(sorted(registry))}")
+  if cfg.sequence_len != preset.seq_len:
+    raise ValueError(f"model.sequence_len {cfg.sequence_len} must equal the {preset.name} preset's {preset.seq_len}")
+  if cfg.vocab_size < data.vocab_size:
+    raise ValueError(f"model.vocab_size {cfg.vocab_size} must cover the tokenizer's {data.vocab_size} tokens")
+  # The built-in attention's size (a plugin attention's own size model lives in arrl, which the env can't import).
+  too_big = size_error(program, preset.max_params, preset.max_memory_gb, (AttentionSize(), MlpSize(mlp_matrices(cfg))))
+  if too_big:
+    raise ValueError(f"program too large for the {preset.name} preset: {too_big}")
+
+
 def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, budget_s: float | None = None,
           on_progress: Callable[[dict], bool] | None = None, log: Callable[[str], None] = print) -> RunResult:
   """Train `program` for `budget_s` seconds of training steps and evaluate val-bpb.
@@ -161,12 +194,10 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   True stops the run with status `aborted` (arrl's early abort).
   """
   t_start = time.perf_counter()
-  program.validate()
-  budget = float(budget_s if budget_s is not None else preset.budget_s)
+  check_program(program, preset, data)
+  budget = check_budget(budget_s if budget_s is not None else preset.budget_s)
+  check_seed(seed)
   cfg, sch = program.model, program.schedule
-  if cfg.sequence_len != preset.seq_len or cfg.vocab_size < data.vocab_size:
-    raise ValueError(f"program's sequence_len {cfg.sequence_len} must equal the preset's {preset.seq_len} and its "
-                     f"vocab_size {cfg.vocab_size} must cover the tokenizer's {data.vocab_size}")
   dtype = jnp.bfloat16 if on_gpu() else jnp.float32
   model = GPT(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -251,40 +282,45 @@ def default_preset_name() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m nanochat_jax.train", description=__doc__.split("\n\n")[0])
+  p = Parser(prog="python -m nanochat_jax.train", description=__doc__.split("\n\n")[0])
   p.add_argument("--program", help="training program JSON (default: the preset's program)")
   p.add_argument("--preset", choices=["gpu", "cpu", "tiny"], help="default: gpu if a GPU is present, else cpu")
-  p.add_argument("--budget-s", type=float, help="training seconds (default: the preset's budget)")
+  p.add_argument("--budget-s", type=budget_arg, help="training seconds (default: the preset's budget)")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--cache-dir", help="tokenizer/token cache (default: $ARRL_CACHE or ~/.cache/arrl)")
-  args = p.parse_args(argv)
-  if args.budget_s is not None and args.budget_s <= 0:
-    p.error("--budget-s must be positive")
-  return args
+  p.add_argument("--seed", type=seed_arg, default=0, help="an integer in [0, 2**32)")
+  p.add_argument("--cache-dir", help="tokenizer, token and JAX compilation caches (default: $ARRL_CACHE or "
+                                     "~/.cache/arrl)")
+  return p.parse_args(argv)
 
 
 def load_program(path: str | None, preset: Preset) -> Program:
+  """The program in JSON file `path` (the preset's when None), validated: ValueError naming the file otherwise."""
   if path is None:
     return preset.program
   try:
-    with open(path) as f:
-      return Program.from_json(f.read())
+    with open(path, "rb") as f:
+      program = Program.from_json(f.read())
+    program.validate()
   except (OSError, ValueError, TypeError) as e:
-    raise ValueError(f"cannot read program {path}: {e}") from e
+    raise ValueError(f"program {path}: {e}") from None
+  return program
 
 
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     preset = get_preset(args.preset or default_preset_name())
-    program = load_program(args.program, preset)
-    program.validate()
+    program = load_program(args.program, preset)  # before the data: a bad program fails without tokenizing
     data = load_run_data(preset, args.data, args.val_data, args.cache_dir)
+    try:
+      check_program(program, preset, data)
+    except ValueError as e:
+      raise ValueError(f"program {args.program or f'of the {preset.name} preset'}: {e}") from None
   except (ValueError, OSError, RuntimeError, ImportError) as e:  # bad input or environment: one line
     print(f"error: {e}", file=sys.stderr)
     return 2
+  enable_jax_cache(args.cache_dir)  # before the first compile: JAX decides once per process whether to use it
   print(f"preset {preset.name} | env {data.env_digest(preset, args.budget_s)} | devices {jax.devices()}",
         flush=True)
   result = train(program, preset, data, seed=args.seed, budget_s=args.budget_s,

@@ -30,7 +30,7 @@ def test_help_explains_every_flag(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--max-experiments", "0"], "--max-experiments must be >= 1"),
-    (["--budget-s", "-3"], "--budget-s must be > 0"),
+    (["--budget-s", "-3"], "--budget-s: budget must be a number of seconds in (0, 86400]"),
     (["--agent", "nope"], "unknown --agent"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(argv, message, capsys):

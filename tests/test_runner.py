@@ -219,6 +219,36 @@ def test_worker_env_sets_jax_cache_and_imports(tmp_path):
   assert env["PYTHONPATH"].split(os.pathsep)[:2] == [ROOT, TESTS]
 
 
+def test_default_jax_cache_is_under_arrl_cache_and_bounded(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_MAX_SIZE"}
+  worker_env = LocalProcessExecutor(env={**env, "ARRL_CACHE": str(tmp_path)})._worker_env()
+  assert worker_env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
+  assert int(worker_env["JAX_COMPILATION_CACHE_MAX_SIZE"]) == 2 * 2**30
+
+
+class _LogWatcher:
+  """A monitor that asks the trial to stop once the trial's first log line is in its log file."""
+  record = None
+
+  def __init__(self, log_path: str):
+    self.log_path = log_path
+
+  def observe(self, event: dict) -> bool:
+    return "chatty line 1\n" in open(self.log_path).read()
+
+
+def test_worker_log_grows_while_the_trial_runs(executor, tmp_path):
+  log = str(tmp_path / "t.log")
+  r = executor.run(job("chatty", budget_s=10.0, log_path=log), monitor=_LogWatcher(log))
+  # A block-buffered log file shows nothing until ~4 KB (~260 of these lines) have been written.
+  assert r.status == "aborted" and r.num_steps <= 50, (r.status, r.num_steps)
+
+
+def test_ok_after_zero_steps_is_a_crash(executor):
+  r = executor.run(job("ok", payload={"steps": 0}))
+  assert r.status == "crash" and "0 training steps" in r.error
+
+
 def test_group_rss_counts_this_process():
   assert group_rss_mb(os.getpgrp()) > 1.0
   assert group_rss_mb(2**22 + 12345) == 0.0

@@ -41,7 +41,9 @@ def test_same_seed_same_result(tiny_data):
 
 
 def test_diverging_run_ends_with_diverged(tiny_data):
-  bad = dataclasses.replace(TINY_PROGRAM, optim=dataclasses.replace(TINY_PROGRAM.optim, embedding_lr=math.inf))
+  # Finite but absurd: without the soft-cap, a 1e30 head learning rate blows the logits up at once.
+  bad = dataclasses.replace(TINY_PROGRAM, model=dataclasses.replace(TINY_PROGRAM.model, softcap=0.0),
+                            optim=dataclasses.replace(TINY_PROGRAM.optim, unembedding_lr=1e30))
   res = train_lib.train(bad, TINY_PRESET, tiny_data, budget_s=30, log=lambda s: None)
   assert res.status == "diverged"
   assert res.num_steps <= 3 and res.val_bpb is None

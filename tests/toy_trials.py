@@ -119,3 +119,15 @@ def child_then_exit(payload: dict, ctx: Any) -> dict:
 def slow_ok(payload: dict, ctx: Any) -> dict:
   _curve(ctx, 5, dt=payload.get("dt", 0.2))
   return {"val_bpb": 1.0}
+
+
+def chatty(payload: dict, ctx: Any) -> dict:
+  """Logs a line before each progress event until asked to stop: the trial's log must grow meanwhile."""
+  n = payload.get("steps", 300)
+  for i in range(1, n + 1):
+    print(f"chatty line {i}")
+    ctx.progress(t=i, progress=i / n, loss=5.0)
+    time.sleep(0.01)
+    if ctx.should_stop():
+      return {"status": "aborted", "num_steps": i}
+  return {"val_bpb": 1.0, "num_steps": n}
