@@ -34,7 +34,8 @@ from arrl.plugins import load_run_plugins, record as record_plugins
 from arrl.runner import LocalProcessExecutor, TrialCancelled
 from arrl.space import Space
 from nanochat_jax.cli import Parser, budget_arg, seed_arg
-from nanochat_jax.config import Program
+from nanochat_jax.config import Program, check_seed
+from nanochat_jax.env import check_budget
 
 DEFAULT_AGENT = "ppo"
 _USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
@@ -118,6 +119,11 @@ def apply_run_config(args: argparse.Namespace) -> None:
         raise ValueError(f"{_flag(name)} {given} differs from this run's {value} ({path}); omit it to resume "
                          "with the stored value, or start a new --run-dir")
       setattr(args, name, value)
+    try:  # the stored values pass the same checks as the flags
+      check_budget(args.budget_s)
+      check_seed(args.seed)
+    except ValueError as e:
+      raise ValueError(f"{path}: {e}") from None
   if "agent_init" in args.explicit:   # a stored one was checked when the run began
     if args.agent != "ppo":
       raise ValueError(f"--agent-init only applies to --agent ppo (this run's agent is {args.agent})")

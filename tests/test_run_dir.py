@@ -311,6 +311,22 @@ def test_a_flag_that_contradicts_the_stored_run_is_one_line(tmp_path, fake_nanoc
   assert open(os.path.join(run, "trials.jsonl")).read() == before
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("budget_s", 1e9, "budget must be a number of seconds in (0, 86400]"),
+    ("seed", -1, "seed must be an integer in [0, 2**32)"),
+])
+def test_an_out_of_range_value_in_run_json_is_one_line(tmp_path, fake_nanochat, capsys, field, value, message):
+  run = tmp_path / "run"
+  assert arrl_main.main(["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--max-experiments", "1",
+                         "--run-dir", str(run)]) == 0
+  stored = json.loads((run / "run.json").read_text())
+  (run / "run.json").write_text(json.dumps({**stored, field: value}))
+  capsys.readouterr()
+  assert arrl_main.main(["--run-dir", str(run)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith(f"error: {run / 'run.json'}: ") and message in err[0]
+
+
 def test_a_forced_resume_on_another_preset_without_run_json_is_one_line(tmp_path, fake_nanochat, capsys):
   run = tmp_path / "run"
   assert arrl_main.main(["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--max-experiments", "1",
