@@ -4,14 +4,15 @@
 
 MFU = flops_per_token (6N over block matrices and lm_head, plus attention over each layer's window)
 x tokens/s / peak FLOP/s of the detected chip (nominal dense bf16 for known GPUs; on a CPU a measured
-fp32 matmul rate). Compile time is reported apart; timing uses block_until_ready on each step.
+fp32 matmul rate). Compile time is reported apart; timing uses block_until_ready on each step. Process CPU
+seconds per step are recorded next to wall seconds (on a shared machine the wall time follows the load), and
+the report names the git commit and the load average before and after, so before/after files compare.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks.report import machine
 from nanochat_jax.env import get_preset
 from nanochat_jax.model import GPT, flops_per_token, num_params
 from nanochat_jax.optimizer import build_optimizer
@@ -44,18 +46,20 @@ def measure(preset_name: str, steps: int, warmup: int = 2) -> dict:
   t0 = time.perf_counter()
   compiled = train_step.lower(params, opt_state, rows, *scalars).compile()
   compile_s = time.perf_counter() - t0
-  times = []
+  times, cpu_times = [], []
   for i in range(warmup + steps):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     params, opt_state, loss = compiled(params, opt_state, rows, *scalars)
     jax.block_until_ready(loss)
     if i >= warmup:
       times.append(time.perf_counter() - t0)
+      cpu_times.append(time.process_time() - c0)
   step_s = float(np.median(times))
   tok_s = sch.total_batch_tokens / step_s
   peak = peak_flops()
   return {"preset": preset_name, "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
           "num_params_M": n_params / 1e6, "tokens_per_step": sch.total_batch_tokens, "step_seconds": step_s,
+          "step_cpu_seconds": float(np.median(cpu_times)),
           "tokens_per_second": tok_s, "flops_per_token": flops_per_token(cfg), "peak_flops": peak,
           "peak_is_measured": not on_gpu(), "mfu_percent": 100 * flops_per_token(cfg) * tok_s / peak,
           "compile_seconds": compile_s, "peak_memory_mb": peak_memory_mb(), "steps_timed": steps}
@@ -68,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--out", help="also write the JSON here")
   args = p.parse_args(argv)
   presets = (args.presets or ("gpu,cpu" if on_gpu() else "cpu")).split(",")
-  report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "python": sys.version.split()[0], "jax": jax.__version__,
-                        "devices": [d.device_kind for d in jax.devices()], "cpus": os.cpu_count(),
-                        "load_average_1m": os.getloadavg()[0]},
-            "date": time.strftime("%Y-%m-%d"), "results": [measure(name, args.steps) for name in presets]}
+  report = {"machine": machine(), "results": [measure(name, args.steps) for name in presets],
+            "load_average_after": list(os.getloadavg())}
   text = json.dumps(report, indent=1)
   print(text)
   if args.out:

@@ -64,8 +64,15 @@ def _zeros(shape: tuple[int, ...]) -> nnx.Param:
   return nnx.Param(jnp.zeros(shape, jnp.float32))
 
 
-def _mm(x: jax.Array, w: nnx.Param) -> jax.Array:
-  return x @ w[...].astype(x.dtype)
+def dense(x: jax.Array, w_DxF: nnx.Param, out_dtype: jnp.dtype | None = None) -> jax.Array:
+  """x @ w for x of shape (..., D), computed as one 2-D matmul in x's dtype.
+
+  Flattening matters on XLA CPU: a dot of a (B, T, D) input runs its forward+backward ~3x slower than the
+  same dot on (B*T, D) (the weight gradient contracts two axes), and the result is the same. `out_dtype` sets
+  the matmul's accumulation/output dtype (fp32 logits from a bf16 matmul).
+  """
+  y_NxF = jnp.matmul(x.reshape(-1, x.shape[-1]), w_DxF[...].astype(x.dtype), preferred_element_type=out_dtype)
+  return y_NxF.reshape(*x.shape[:-1], y_NxF.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,7 +93,7 @@ class PointwiseMLP(nnx.Module):
     self.activation = activation
 
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-    return _mm(self.activation(_mm(x_BxTxD, self.c_fc)), self.c_proj)
+    return dense(self.activation(dense(x_BxTxD, self.c_fc)), self.c_proj)
 
 
 class SwiGLU(nnx.Module):
@@ -98,7 +105,7 @@ class SwiGLU(nnx.Module):
     self.c_proj = _zeros((hidden, d_model))
 
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-    return _mm(jax.nn.silu(_mm(x_BxTxD, self.c_gate)) * _mm(x_BxTxD, self.c_fc), self.c_proj)
+    return dense(jax.nn.silu(dense(x_BxTxD, self.c_gate)) * dense(x_BxTxD, self.c_fc), self.c_proj)
 
 
 def relu2(x: jax.Array) -> jax.Array:
@@ -195,16 +202,16 @@ class Attention(nnx.Module):
 
   def __call__(self, x_BxTxD: jax.Array, ve_BxTxGxK: jax.Array | None, window: int) -> jax.Array:
     b, t, _ = x_BxTxD.shape
-    q_BxTxHxK = _mm(x_BxTxD, self.c_q).reshape(b, t, self.n_head, self.head_dim)
-    k_BxTxGxK = _mm(x_BxTxD, self.c_k).reshape(b, t, self.n_kv, self.head_dim)
-    v_BxTxGxK = _mm(x_BxTxD, self.c_v).reshape(b, t, self.n_kv, self.head_dim)
+    q_BxTxHxK = dense(x_BxTxD, self.c_q).reshape(b, t, self.n_head, self.head_dim)
+    k_BxTxGxK = dense(x_BxTxD, self.c_k).reshape(b, t, self.n_kv, self.head_dim)
+    v_BxTxGxK = dense(x_BxTxD, self.c_v).reshape(b, t, self.n_kv, self.head_dim)
     if self.ve_gate is not None:
-      gate_BxTxG = 2 * jax.nn.sigmoid(_mm(x_BxTxD[..., :self.ve_gate.shape[0]], self.ve_gate))
+      gate_BxTxG = 2 * jax.nn.sigmoid(dense(x_BxTxD[..., :self.ve_gate.shape[0]], self.ve_gate))
       v_BxTxGxK = v_BxTxGxK + gate_BxTxG[..., None] * ve_BxTxGxK
     q_BxTxHxK = self.norm(self.posenc(q_BxTxHxK, self.cfg))  # QK-norm after the positional encoding
     k_BxTxGxK = self.norm(self.posenc(k_BxTxGxK, self.cfg))
     y_BxTxHxK = causal_attention(q_BxTxHxK, k_BxTxGxK, v_BxTxGxK, window)
-    return _mm(y_BxTxHxK.reshape(b, t, -1), self.c_proj)
+    return dense(y_BxTxHxK.reshape(b, t, -1), self.c_proj)
 
 
 ATTENTION_VARIANTS: Registry[AttentionBuilder] = Registry("attention", {"standard": Attention})
@@ -266,7 +273,7 @@ class GPT(nnx.Module):
         ve_BxTxGxK = ve_BxTxGxK.reshape(b, t, cfg.n_kv, cfg.head_dim)
       x_BxTxD = block(x_BxTxD, ve_BxTxGxK, window)
     # fp32 output straight from the (bf16) matmul: no bf16 rounding of the logits before the softcap/loss
-    logits_BxTxV = jnp.matmul(self.norm(x_BxTxD), self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
+    logits_BxTxV = dense(self.norm(x_BxTxD), self.lm_head, out_dtype=jnp.float32)
     if cfg.softcap > 0:
       logits_BxTxV = cfg.softcap * jnp.tanh(logits_BxTxV / cfg.softcap)
     return logits_BxTxV
