@@ -165,14 +165,18 @@ def attention_implementation(dtype: jnp.dtype, head_dim: int) -> str:
   return "cudnn" if half and fits and jax.default_backend() == "gpu" else "xla"
 
 
-def causal_attention(q_BxTxHxK: jax.Array, k_BxTxGxK: jax.Array, v_BxTxGxK: jax.Array, window: int) -> jax.Array:
-  """Causal softmax attention, scale 1/sqrt(head_dim); query i sees keys max(0, i-window)..i. GQA when G < H."""
+def causal_attention(q_BxTxHxK: jax.Array, k_BxTxGxK: jax.Array, v_BxTxGxK: jax.Array, window: int,
+                     implementation: str | None = None) -> jax.Array:
+  """Causal softmax attention, scale 1/sqrt(head_dim); query i sees keys max(0, i-window)..i. GQA when G < H.
+
+  `implementation` ("xla" or "cudnn") overrides `attention_implementation` (benchmarks compare the two).
+  """
   seq_len = q_BxTxHxK.shape[1]
   # jax's local_window_size=(left, 0) keeps keys i-left..i, flash-attn's (w, 0); w >= T is plain causal.
   local = (window, 0) if window < seq_len else None
   return jax.nn.dot_product_attention(
       q_BxTxHxK, k_BxTxGxK, v_BxTxGxK, is_causal=True, local_window_size=local,
-      implementation=attention_implementation(q_BxTxHxK.dtype, q_BxTxHxK.shape[-1]))
+      implementation=implementation or attention_implementation(q_BxTxHxK.dtype, q_BxTxHxK.shape[-1]))
 
 
 class AttentionBuilder(Protocol):
