@@ -42,11 +42,12 @@ _GPU_PROGRAM = Program(
     schedule=ScheduleConfig(total_batch_tokens=2**19, device_batch_size=128),
 )
 
-# Chosen by measurement on 2 CPU cores (see README "CPU preset"): learns visibly within 30-60 s.
+# Chosen by measurement on 2 CPU cores (see README "CPU preset"): learns visibly in 30 s, and 512 tokens per step
+# give a 30 s trial ~200 optimizer steps on a quiet machine, so one step more or less barely moves val_bpb.
 _CPU_PROGRAM = Program(
     model=ModelConfig(vocab_size=VOCAB_SIZE, sequence_len=256, depth=4, aspect_ratio=32, head_dim=64),
     optim=OptimConfig(),
-    schedule=ScheduleConfig(total_batch_tokens=2**11, device_batch_size=8),
+    schedule=ScheduleConfig(total_batch_tokens=2**9, device_batch_size=2),
 )
 
 # Smoke tests and demos: a trial takes seconds on a CPU (not meant to reach a good val_bpb).
@@ -60,7 +61,7 @@ _TINY_PROGRAM = Program(
 PRESETS: dict[str, Preset] = {
     "gpu": Preset(name="gpu", seq_len=2048, budget_s=300.0, eval_tokens=40 * 2**19, eval_batch_rows=128,
                   compile_cap_s=180.0, max_params=400_000_000, max_memory_gb=70.0, program=_GPU_PROGRAM),
-    "cpu": Preset(name="cpu", seq_len=256, budget_s=45.0, eval_tokens=2**15, eval_batch_rows=16,
+    "cpu": Preset(name="cpu", seq_len=256, budget_s=30.0, eval_tokens=2**15, eval_batch_rows=16,
                   compile_cap_s=90.0, max_params=20_000_000, max_memory_gb=8.0, program=_CPU_PROGRAM),
     "tiny": Preset(name="tiny", seq_len=64, budget_s=5.0, eval_tokens=2**12, eval_batch_rows=16,
                    compile_cap_s=90.0, max_params=5_000_000, max_memory_gb=4.0, program=_TINY_PROGRAM),
