@@ -11,7 +11,6 @@ here (cuDNN off a GPU) is reported with its error instead of times.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -19,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.report import machine
+from benchmarks.report import emit_json, machine
 from nanochat_jax.env import get_preset
 from nanochat_jax.model import causal_attention
 from nanochat_jax.train import on_gpu
@@ -79,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
   report = {"machine": machine(), "preset": args.preset, "shape_BxTxHxK": shape, "dtype": jnp.dtype(dtype).name,
             "layers_per_window": {str(w): cfg.window_sizes().count(w) for w in sorted(set(cfg.window_sizes()))},
             "windows": [check_window(shape, w, dtype, args.steps) for w in sorted(set(cfg.window_sizes()))]}
-  text = json.dumps(report, indent=1)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit_json(report, args.out)
   return 0
 
 

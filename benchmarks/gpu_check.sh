@@ -15,17 +15,17 @@ BUDGET="${GPU_CHECK_BUDGET_S:-60}"
 mkdir -p "$OUT"
 export ARRL_CACHE="${ARRL_CACHE:-/tmp/arrl-cache}"
 if [ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]; then
-  timeout 120 python -m pip install -q -e ".[cuda]" 2>&1 | tail -2
+  timeout 60 python -m pip install -q -e ".[cuda]" 2>&1 | tail -2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
 python -c "import jax; print(jax.devices())" | tee "$OUT/devices.txt"
 presets="$PRESET"; [ "$PRESET" = gpu ] && presets=gpu,cpu
-timeout 150 python -m benchmarks.throughput --presets "$presets" --steps 10 --out "$OUT/throughput.json" \
+timeout 120 python -m benchmarks.throughput --presets "$presets" --steps 10 --out "$OUT/throughput.json" \
   > "$OUT/throughput.log" 2>&1; echo "throughput exit $?" | tee -a "$OUT/throughput.log"
 timeout 90 python -m benchmarks.attention_check --preset "$PRESET" --steps 5 --out "$OUT/attention.json" \
   > "$OUT/attention.log" 2>&1; echo "attention exit $?" | tee -a "$OUT/attention.log"
 start=$(date +%s.%N)
-timeout 240 python -m arrl.main --preset "$PRESET" --budget-s "$BUDGET" --max-experiments 1 --noise-repeats 1 \
+timeout 270 python -m arrl.main --preset "$PRESET" --budget-s "$BUDGET" --max-experiments 1 --noise-repeats 1 \
   --run-dir "$OUT/arrl" > "$OUT/arrl.log" 2>&1; echo "arrl exit $?" | tee -a "$OUT/arrl.log"
 wall=$(python -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
 python -m benchmarks.trial_overhead "$OUT/arrl" --wall-s "$wall" --out "$OUT/trial_overhead.json" > /dev/null

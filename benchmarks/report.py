@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
 from typing import Any, Callable
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on benchmark machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 PROJECT_AGENT = "ppo"  # the agent the benchmarks are about; the others are baselines
 
@@ -36,12 +33,30 @@ def machine() -> dict[str, Any]:
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "git_commit": commit}
 
 
+def emit_json(report: dict[str, Any], out: str | None) -> None:
+  """Prints a benchmark's JSON report and, with `out`, also writes it there."""
+  text = json.dumps(report, indent=1)
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      f.write(text + "\n")
+
+
+def _pyplot() -> Any:
+  """matplotlib, imported where plots are drawn (GPU check machines install the cuda extra, not bench)."""
+  import matplotlib
+  matplotlib.use("Agg")  # files only: no display on benchmark machines
+  import matplotlib.pyplot as plt
+  return plt
+
+
 def _band(ax: Any, x: np.ndarray, s: dict[str, Any], label: str) -> None:
   line, = ax.plot(x, s["mean"], label=label)
   ax.fill_between(x, s["lo"], s["hi"], color=line.get_color(), alpha=0.15, linewidth=0)
 
 
 def plot_nas(dataset: str, res: dict[str, Any], path: str) -> None:
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for agent, s in res["agents"].items():
     _band(ax, np.arange(1, len(s["mean"]) + 1), s, f"{agent} ({len(s['runs'])} seeds)")
@@ -55,6 +70,7 @@ def plot_nas(dataset: str, res: dict[str, Any], path: str) -> None:
 
 
 def plot_lm(lm: dict[str, Any], trials_path: str, wall_path: str) -> None:
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for label, s in lm["groups"].items():
     if s["runs"]:

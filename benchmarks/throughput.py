@@ -11,7 +11,6 @@ the report names the git commit and the load average before and after, so before
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.report import machine
+from benchmarks.report import emit_json, machine
 from nanochat_jax.env import get_preset
 from nanochat_jax.model import GPT, flops_per_token, num_params
 from nanochat_jax.optimizer import build_optimizer
@@ -74,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
   presets = (args.presets or ("gpu,cpu" if on_gpu() else "cpu")).split(",")
   report = {"machine": machine(), "results": [measure(name, args.steps) for name in presets],
             "load_average_after": list(os.getloadavg())}
-  text = json.dumps(report, indent=1)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit_json(report, args.out)
   return 0
 
 

@@ -14,7 +14,6 @@ its CPU seconds gives the comparison least affected by other jobs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.report import machine
+from benchmarks.report import emit_json, machine
 from nanochat_jax.config import ModelConfig
 from nanochat_jax.convert import from_torch_state_dict, to_torch_state_dict
 from nanochat_jax.env import get_preset
@@ -162,11 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
     torch.set_num_threads(args.cores)
   report = {"machine": machine() | {"torch": torch.__version__}, "result": compare(args.preset, args.rounds)}
-  text = json.dumps(report, indent=1)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit_json(report, args.out)
   return 0
 
 

@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+from benchmarks.report import emit_json
+
 
 def trial_overheads(run_dir: str) -> list[dict]:
   path = os.path.join(run_dir, "trials.jsonl")
@@ -44,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.wall_s is not None:
     report["wall_s"] = args.wall_s
     report["outside_trials_s"] = args.wall_s - sum(t["total_s"] or 0.0 for t in trials)
-  text = json.dumps(report, indent=1)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit_json(report, args.out)
   return 0
 
 
