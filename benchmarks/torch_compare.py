@@ -1,12 +1,12 @@
 """Forward+backward time of nanochat_jax (jitted) against the same GPT in PyTorch eager, side by side.
 
     pip install torch            # optional: only this benchmark uses PyTorch
-    python -m benchmarks.torch_compare [--preset cpu] [--rounds 15] [--cores N] [--out FILE.json]
+    python -m benchmarks.torch_compare [--preset cpu] [--batch B] [--rounds 15] [--cores N] [--out FILE.json]
 
 Both models hold the same fp32 weights (a fresh nanochat_jax init exported with `nanochat_jax.convert`)
-and see the same random batch of the preset's micro-batch shape. Rounds alternate JAX / torch so load
-changes hit both alike; medians are reported, with the machine's load average before and after. The
-losses of the two models must agree (a wrong torch twin would make the comparison meaningless).
+and see the same random batch of the preset's micro-batch shape (or `--batch` rows). Rounds alternate
+JAX / torch so load changes hit both alike; medians are reported, with the machine's load average before and
+after. The losses of the two models must agree (a wrong torch twin would make the comparison meaningless).
 Wall and process CPU seconds are both recorded: on a machine shared with other jobs, wall time swings
 with the load (torch's OpenMP threads suffer most when cores are oversubscribed), and `--cores 1` with
 its CPU seconds gives the comparison least affected by other jobs.
@@ -82,11 +82,11 @@ def torch_loss_fn(cfg: ModelConfig):
   return loss
 
 
-def compare(preset_name: str, rounds: int, warmup: int = 2) -> dict:
+def compare(preset_name: str, rounds: int, batch: int | None = None, warmup: int = 2) -> dict:
   import torch
 
   prog = get_preset(preset_name).program
-  cfg, batch = prog.model, prog.schedule.device_batch_size
+  cfg, batch = prog.model, batch or prog.schedule.device_batch_size
   model = nnx.jit(lambda: GPT(cfg, rngs=nnx.Rngs(0)))()
   # Random non-zero output projections: a fresh init zeroes them, which would hide most of the blocks' work.
   rng = np.random.default_rng(0)
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog="python -m benchmarks.torch_compare", description=__doc__.split("\n\n")[0])
   p.add_argument("--preset", default="cpu")
   p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--batch", type=int, help="rows per forward+backward (default: the preset's device_batch_size)")
   p.add_argument("--cores", type=int, default=0,
                  help="run on this many cores, torch with as many threads (default 0: all cores, default threads)")
   p.add_argument("--out", help="also write the JSON here")
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
   if args.cores:  # XLA has no working thread-count flag here, so pin the process (both frameworks) instead
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
     torch.set_num_threads(args.cores)
-  report = {"machine": machine() | {"torch": torch.__version__}, "result": compare(args.preset, args.rounds)}
+  report = {"machine": machine() | {"torch": torch.__version__},
+            "result": compare(args.preset, args.rounds, args.batch)}
   emit_json(report, args.out)
   return 0
 
