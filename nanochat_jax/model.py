@@ -68,8 +68,8 @@ def dense(x: jax.Array, w_DxF: nnx.Param, out_dtype: jnp.dtype | None = None) ->
   """x @ w for x of shape (..., D), computed as one 2-D matmul in x's dtype.
 
   Flattening matters on XLA CPU: a dot of a (B, T, D) input runs its forward+backward ~3x slower than the
-  same dot on (B*T, D) (the weight gradient contracts two axes), and the result is the same. `out_dtype` sets
-  the matmul's accumulation/output dtype (fp32 logits from a bf16 matmul).
+  same dot on (B*T, D), with the same result (benchmarks/results/cpu_fast_path). Use it in new modules too.
+  `out_dtype` sets the matmul's accumulation/output dtype (fp32 logits from a bf16 matmul).
   """
   y_NxF = jnp.matmul(x.reshape(-1, x.shape[-1]), w_DxF[...].astype(x.dtype), preferred_element_type=out_dtype)
   return y_NxF.reshape(*x.shape[:-1], y_NxF.shape[-1])
