@@ -192,6 +192,8 @@ class RunDisplay:
 
   def _trial_line(self, loop: Any, rec: dict) -> None:
     score = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
+    if (rec.get("n_runs") or 1) > 1:
+      score += f" (mean of {rec['n_runs']} runs {rec['mean_val_bpb']:.6f})"
     colour = {"keep": "green", "baseline": "cyan", "discard": "white"}.get(rec["status"], "red")
     cached = " (cached)" if rec.get("cached") else ""
     failed = rec.get("run_status") not in (None, "ok", "aborted")

@@ -32,9 +32,10 @@ from typing import Any
 LEDGER_FILE = "trials.jsonl"
 RESULTS_FILE = "results.tsv"
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
-# Ledger statuses. "baseline" marks the repeated runs of the starting program (noise estimate).
-STATUSES = ("keep", "discard", "crash", "diverged", "timeout", "compile-timeout", "aborted", "baseline")
-_SCORED = ("keep", "discard", "baseline")   # statuses whose val_bpb is a real measurement
+# Ledger statuses. "baseline" marks the repeated runs of the starting program (noise estimate), "confirm" the
+# extra runs of a candidate that passed the keep test once (arrl.loop).
+STATUSES = ("keep", "discard", "crash", "diverged", "timeout", "compile-timeout", "aborted", "baseline", "confirm")
+_SCORED = ("keep", "discard", "baseline", "confirm")   # statuses whose val_bpb is a real measurement
 
 # Every record has these fields; missing ones get these defaults. Extra fields are kept as given.
 FIELDS: dict[str, Any] = {

@@ -12,6 +12,14 @@ pending, ledger) is validated against the space, and trial ids come from a count
 (an id read back must be 6+ digits). A state that no longer matches the ledger (a torn record it had
 counted, a best trial missing) or a missing state.json beside a non-empty ledger is rebuilt by replaying
 the ledger, with a note on stderr; an id seen in a torn tail is never given out again.
+
+Keep/discard (`arrl.keep`). A candidate whose first run passes the keep test is re-run `confirm` more times
+(run r of a program uses data-order seed `seed + r`) and kept only if the test passes again on the mean of
+all its runs. Its first run is saved in the pending trial (`first_run`) before the confirmations start;
+each confirmation is its own ledger row (status `confirm`, id `<trial_id>-c<i>`, field `confirms`), and
+the candidate's row, with the decision and `mean_val_bpb`, is appended last. So a kill during a
+confirmation loses only that run. sigma pools every program measured more than once; the kept best's
+score is the mean of all runs of its program.
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ import numpy as np
 
 from arrl import tree as tree_lib
 from arrl.agents.base import Agent, Outcome, Proposal, SearchState
-from arrl.keep import NoiseModel, should_keep
+from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
 from arrl.space import Space
@@ -47,6 +55,9 @@ _PENDING_TYPES: dict[str, tuple[type, ...]] = {
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {   # what the loop reads back from its own ledger records
     "program": (str,), "run_status": (str,), "val_bpb": (*_NUM, type(None)), "kept": (bool,),
     "started_at": _NUM, "finished_at": _NUM}
+_FIRST_RUN_TYPES: dict[str, tuple[type, ...]] = {   # a pending candidate's first run, awaiting confirmation
+    "trial_id": (str,), "digest": (str,), "run_status": (str,), "val_bpb": _NUM, "cached": (bool,),
+    "replicate": (int,), "started_at": _NUM, "finished_at": _NUM}
 MAX_CACHED_IN_A_ROW = 200   # an agent that only re-proposes measured programs has exhausted the space
 
 
@@ -57,10 +68,18 @@ class LoopError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
   noise_repeats: int = 2         # baseline runs to estimate the run-to-run spread sigma
-  keep_k: float = 2.0            # keep iff best - candidate > keep_k * sigma
+  false_keep: float = DEFAULT_FALSE_KEEP  # the keep test's rate of keeping a candidate that is no better
+  confirm: int = 1               # extra runs (other seeds) of a candidate that passes, before it is kept
   remeasure: bool = False        # re-run programs already in the ledger
   durable: bool = True           # fsync ledger and state; off only for throw-away runs, which never resume
                                  # and so skip state.json too (arrl.search without a run_dir)
+
+  def __post_init__(self) -> None:
+    if self.noise_repeats < 1 or self.confirm < 0:
+      raise ValueError(f"need noise_repeats >= 1 and confirm >= 0, got {self.noise_repeats}, {self.confirm}")
+    KeepRule(self.false_keep)  # validates the rate
+
+
 
 
 @dataclasses.dataclass
@@ -73,7 +92,10 @@ class EvalResult:
 class Evaluator(Protocol):
   env_digest: str
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult: ...
+  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
+    """Run `tree`; `best` (None: no early abort) is the kept best's record; `replicate` numbers the runs of
+    one program (0, 1, ...): a noisy objective should use another seed for each."""
+
 
 
 def is_baseline(rec: dict) -> bool:
@@ -197,11 +219,14 @@ class SearchLoop:
     self.next_id = max(self.next_id, st.get("next_id", 0))
     records = self.ledger.records()
     pend = st["pending"]
-    pending_done = pend is not None and bool(records) and pend.get("trial_id") == records[-1]["trial_id"]
-    absorbed = st.get("absorbed", len(records) - pending_done)   # older states did not count
-    if absorbed != len(records) - pending_done:
+    in_flight = 0   # the pending trial's rows at the ledger's end: its confirmations, then its own
+    while pend is not None and in_flight < len(records) and pend.get("trial_id") in (
+        records[-1 - in_flight]["trial_id"], records[-1 - in_flight].get("confirms")):
+      in_flight += 1
+    absorbed = st.get("absorbed", len(records) - in_flight)   # older states did not count
+    if absorbed != len(records) - in_flight:
       return self._rebuild(f"{self.state_path} counts {absorbed} finished trials, {self.ledger.path} has "
-                           f"{len(records) - pending_done}")
+                           f"{len(records) - in_flight}")
     if st["best_id"] is not None and st["best_id"] not in {r["trial_id"] for r in records}:
       return self._rebuild(f"the best trial {st['best_id']!r} of {self.state_path} is not in {self.ledger.path}")
     self._check_ledger()
@@ -216,7 +241,7 @@ class SearchLoop:
     self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
     self.best = next((r for r in records if r["trial_id"] == st["best_id"]), None)
     self.best_score = st["best_score"]
-    self.history = [self._outcome(r) for r in records if r.get("status") != "baseline"]
+    self.history = [self._outcome(r) for r in records if r.get("status") != "baseline" and not r.get("confirms")]
     self.absorbed = absorbed
     if self.pending is not pend:   # the pending trial got a fresh id
       self._save()
@@ -235,7 +260,13 @@ class SearchLoop:
       raise ValueError(f"{where}: trial {tid} is in {self.ledger.path} with another program; "
                        f"delete {self.state_path} to rebuild the state from the ledger")
     if not done and tid in self.ledger.reserved_ids():   # its record was torn: rerun it under a fresh id
-      return {**pend, "trial_id": self._new_id()}
+      return {**{k: v for k, v in pend.items() if k != "first_run"}, "trial_id": self._new_id()}
+    if "first_run" in pend:
+      first = pend["first_run"]
+      _check_types(first, _FIRST_RUN_TYPES, f"{where} first_run")
+      if first["trial_id"] != tid or first["digest"] != tree_lib.digest(tree):
+        raise ValueError(f"{where}: first_run is not a run of trial {tid}; delete {self.state_path} to rebuild "
+                         "the state from the ledger")
     return pend
 
   def _rebuild(self, why: str) -> None:
@@ -247,13 +278,15 @@ class SearchLoop:
           file=sys.stderr)
     on_trial, self.on_trial = self.on_trial, None
     for rec in records:
-      self._learn({"baseline": is_baseline(rec)}, rec)
+      if not rec.get("confirms"):   # confirmations are learned with the trial they confirm
+        self._learn({"baseline": is_baseline(rec)}, rec)
     self.on_trial = on_trial
+    self.absorbed = len(records)    # confirmations of a trial that was never recorded included
     self._save()
 
   # ---- one trial ---------------------------------------------------------------------------------
   def _outcome(self, rec: dict) -> Outcome:
-    score = rec.get("val_bpb")
+    score = rec["mean_val_bpb"] if rec.get("mean_val_bpb") is not None else rec.get("val_bpb")
     if rec["status"] == "aborted" and rec.get("abort"):
       score = rec["abort"].get("predicted_val_bpb")  # early-aborted: the curve fit's prediction
     return Outcome(trial_id=rec["trial_id"], tree=tree_lib.from_json(rec["program"]),
@@ -299,61 +332,119 @@ class SearchLoop:
         return rec
     return None
 
+  def _recorded(self, trial_id: str, digest: str) -> dict | None:
+    return next((r for r in self.ledger.find_digest(digest) if r["trial_id"] == trial_id), None)
+
+  def measurements(self, exclude: str | None = None) -> dict[str, list[float]]:
+    """val_bpb of every successful run, by program digest (confirmations of trial `exclude` left out)."""
+    groups: dict[str, list[float]] = {}
+    for r in self.ledger.records():
+      if r.get("run_status") == "ok" and not r.get("cached") and (exclude is None or r.get("confirms") != exclude):
+        groups.setdefault(r["digest"], []).append(r["val_bpb"])
+    return groups
+
+  def noise(self) -> NoiseModel:
+    """sigma pooled over every program measured more than once (baselines, confirmations, re-measurements)."""
+    return NoiseModel.from_groups(list(self.measurements().values()))
+
   def step(self) -> dict:
     """Propose (or resume the pending trial), run, record, learn. Returns the ledger record."""
     if self.pending is None:
       self.pending = self._propose()
       self._save()
     pend = self.pending
-    done = {r["trial_id"]: r for r in self.ledger.find_digest(tree_lib.digest(tree_lib.from_json(pend["program"])))}
-    rec = done.get(pend["trial_id"]) or self._run(pend)
+    rec = self._recorded(pend["trial_id"], tree_lib.digest(tree_lib.from_json(pend["program"]))) or self._finish(pend)
     self._learn(pend, rec)
     return rec
 
-  def _run(self, pend: dict) -> dict:
+  def _measure(self, pend: dict, trial_id: str, replicate: int | None, best: dict | None) -> dict:
+    """One run of the pending program (or its cached result): a ledger row without status."""
     tree = tree_lib.from_json(pend["program"])
     digest = tree_lib.digest(tree)
-    prior = None if pend["baseline"] else self._cached(digest)
+    prior = None if pend["baseline"] or replicate is not None else self._cached(digest)
     t0 = time.time()
     if prior is not None:
       res = EvalResult(status=prior["run_status"], score=prior.get("val_bpb"),
                        metrics={k: prior.get(k) for k in ("training_seconds", "compile_seconds", "peak_memory_mb",
                                                             "total_tokens_M", "num_steps")})
     else:
-      res = self.evaluator.evaluate(tree, pend["trial_id"], self.best, self.sigma)
-    best_before = self.best_score
-    kept = False
+      if replicate is None:  # run r of a program (failed runs count): r differs for every run, resumed or not
+        replicate = sum(not r.get("cached") for r in self.ledger.find_digest(digest))
+      res = self.evaluator.evaluate(tree, trial_id, best, self.sigma, replicate=replicate)
+    return {**res.metrics, **{k: v for k, v in pend.items() if k not in ("baseline", "first_run")},
+            "trial_id": trial_id, "digest": digest, "run_status": res.status, "val_bpb": res.score,
+            "cached": prior is not None, "replicate": replicate, "best_before": self.best_score, "sigma": self.sigma,
+            "parent": self.best["trial_id"] if self.best else None, "env_digest": self.evaluator.env_digest,
+            "started_at": t0, "finished_at": time.time()}
+
+  def _judge(self, pend: dict, cand_runs: list[float]) -> tuple[bool, float]:
+    """(keep?, margin): the candidate's runs against all runs of the best's program."""
+    groups = self.measurements(exclude=pend["trial_id"])
+    best_runs = groups.get(self.best["digest"], []) if self.best else []
+    if not best_runs:
+      return True, 0.0
+    noise = NoiseModel.from_groups(list(groups.values()) + [cand_runs])
+    rule = KeepRule(self.config.false_keep)
+    return rule.keep(best_runs, cand_runs, noise), rule.margin(noise, len(cand_runs), len(best_runs))
+
+  def _confirmation(self, pend: dict, first: dict, i: int) -> dict:
+    trial_id = f"{pend['trial_id']}-c{i}"
+    done = self._recorded(trial_id, first["digest"])
+    if done is not None:
+      return done
+    row = self._measure(pend, trial_id, first["replicate"] + i, best=None)  # no early abort: it passed once
+    ok = row["run_status"] == "ok"
+    return self.ledger.append({**row, "status": "confirm" if ok else row["run_status"], "kept": False,
+                               "confirms": pend["trial_id"], "agent": {},
+                               "description": f"confirms {pend['trial_id']}: {pend['description']}"})
+
+  def _finish(self, pend: dict) -> dict:
+    """Run the pending trial and, if it passes, its confirmations; judge it; append its row."""
+    row = pend.get("first_run") or self._measure(pend, pend["trial_id"], None, self.best)
+    ok = row["run_status"] == "ok"
+    kept, extra = False, {}
     if pend["baseline"]:
-      status = "baseline" if res.status == "ok" else res.status
-    elif res.status == "ok":
-      kept = best_before is None or should_keep(best_before, res.score, self.sigma, self.config.keep_k)
-      status = "keep" if kept else "discard"
+      status = "baseline" if ok else row["run_status"]
+    elif not ok:
+      status = row["run_status"]
     else:
-      status = res.status
-    rec = {**res.metrics, **{k: v for k, v in pend.items() if k != "baseline"},
-           "digest": digest, "status": status, "run_status": res.status, "val_bpb": res.score, "kept": kept,
-           "cached": prior is not None, "best_before": best_before, "sigma": self.sigma,
-           "env_digest": self.evaluator.env_digest, "started_at": t0, "finished_at": time.time()}
-    rec["parent"] = self.best["trial_id"] if self.best else None
-    self.ledger.append(rec)
-    return rec
+      runs = [row["val_bpb"]]
+      if not row["cached"]:  # a cached program is not judged again: nothing new was measured
+        kept, margin = self._judge(pend, runs)
+        if kept and self.config.confirm:
+          if "first_run" not in pend:
+            pend["first_run"] = row
+            self._save()
+          confirms = [self._confirmation(pend, row, i) for i in range(1, self.config.confirm + 1)]
+          runs += [c["val_bpb"] for c in confirms if c["run_status"] == "ok"]
+          kept, margin = self._judge(pend, runs)
+          kept = kept and len(runs) == 1 + len(confirms)   # a program that fails on another seed is not kept
+          extra["confirmed_by"] = [c["trial_id"] for c in confirms]
+        extra["keep_margin"] = margin
+      status = "keep" if kept else "discard"
+      extra.update(mean_val_bpb=float(np.mean(runs)), n_runs=len(runs))
+    return self.ledger.append({**row, **extra, "status": status, "kept": kept})
 
   def _learn(self, pend: dict, rec: dict) -> None:
-    self.absorbed += 1
-    if not rec.get("cached"):
-      self.executed += 1
-      self.elapsed_s += rec["finished_at"] - rec["started_at"]
+    chain = [rec] + [self._recorded(t, rec["digest"]) for t in rec.get("confirmed_by", [])]
+    self.absorbed += len(chain)
+    for r in chain:
+      if not r.get("cached"):
+        self.executed += 1
+        self.elapsed_s += r["finished_at"] - r["started_at"]
     self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
     if pend["baseline"]:
       if rec["run_status"] == "ok":
         self.baseline_scores.append(rec["val_bpb"])
       if len(self.baseline_scores) >= self.config.noise_repeats:
-        self.sigma = NoiseModel.from_samples(self.baseline_scores).sigma
-        self.best, self.best_score = rec, float(np.mean(self.baseline_scores))
-    else:
-      if rec["kept"]:
-        self.best, self.best_score = rec, rec["val_bpb"]
-        self.current = tree_lib.from_json(rec["program"])
+        self.best = rec
+    elif rec["kept"]:
+      self.best = rec
+      self.current = tree_lib.from_json(rec["program"])
+    if self.best is not None:  # every run of the best's program counts, re-measurements included
+      self.sigma = self.noise().sigma
+      self.best_score = float(np.mean(self.measurements()[self.best["digest"]]))
+    if not pend["baseline"]:
       outcome = self._outcome(rec)
       self.history.append(outcome)
       self.agent.observe(self.state(), outcome)

@@ -24,6 +24,7 @@ from arrl import tree as tree_lib
 from arrl.abort import AbortPolicy
 from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
+from arrl.keep import KeepRule
 from arrl.ledger import LedgerError
 from arrl.lock import RunDirLock
 from arrl.loop import BASELINE_FAILED, LoopConfig, LoopError, SearchLoop, write_json_atomic
@@ -44,8 +45,8 @@ RUN_FILE = "run.json"
 # (--max-experiments, --max-hours, --force, --cache-dir) may change on every resume.
 RUN_FLAGS: dict[str, tuple[type, ...]] = {
     "preset": (str,), "budget_s": (int, float), "agent": (str,), "seed": (int,), "data": (str, type(None)),
-    "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,), "keep_k": (int, float),
-    "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
+    "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,),
+    "false_keep": (int, float), "confirm": (int,), "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
 _PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume from another directory finds them
 
 
@@ -62,8 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
-  p.add_argument("--noise-repeats", type=int, default=2, help="baseline runs that estimate the noise sigma")
-  p.add_argument("--keep-k", type=float, default=2.0, help="keep a candidate iff it beats the best by k*sigma")
+  p.add_argument("--noise-repeats", type=int, default=3,
+                 help="baseline runs that estimate the noise sigma (3 gives the keep test 2 degrees of freedom)")
+  p.add_argument("--false-keep", type=float, default=0.05,
+                 help="the keep test's chance of keeping a candidate that is no better than the best")
+  p.add_argument("--confirm", type=int, default=1,
+                 help="extra runs (other data-order seeds) of a candidate that passes the keep test before it is kept")
   p.add_argument("--patience", type=int, default=50,
                  help="converged: no kept improvement in this many trials (and low policy entropy); 0 = never")
   p.add_argument("--no-abort", action="store_true", help="disable early abort of hopeless trials")
@@ -85,6 +90,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
       p.error(f"--{name.replace('_', '-')} must be >= 1")
   if args.max_hours is not None and not 0 < args.max_hours < math.inf:
     p.error(f"--max-hours must be finite and > 0, got {args.max_hours}")
+  if args.confirm < 0:
+    p.error("--confirm must be >= 0")
+  if not 0 < args.false_keep < 1:
+    p.error("--false-keep must be in (0, 1)")
   if args.agent not in AGENTS:
     p.error(f"unknown --agent {args.agent!r}; choose one of: {', '.join(sorted(AGENTS))}")
   return args
@@ -205,8 +214,8 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
     agent_kwargs["init_from"] = args.agent_init
   loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
-                    oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,
-                                       remeasure=args.remeasure),
+                    oracle, LoopConfig(noise_repeats=args.noise_repeats, false_keep=args.false_keep,
+                                       confirm=args.confirm, remeasure=args.remeasure),
                     initial=initial, force=args.force, on_trial=display.trial if display else None)
   record_plugins(args.run_dir, plugins)
   return loop
@@ -217,7 +226,8 @@ def final_report(loop: SearchLoop, reason: str) -> str:
   lines = ["---", f"stop_reason: {reason}", f"trials: {len(recs)}", f"executed: {loop.executed}",
            f"kept: {sum(bool(r.get('kept')) for r in recs)}",
            f"best_val_bpb: {loop.best_score:.6f}" if loop.best_score is not None else "best_val_bpb: nan",
-           f"sigma: {loop.sigma:.6f}", f"hours: {loop.elapsed_s / 3600:.3f}",
+           f"sigma: {loop.noise().describe()}", f"keep_rule: {KeepRule(loop.config.false_keep).describe()}",
+           f"confirm_runs: {loop.config.confirm}", f"hours: {loop.elapsed_s / 3600:.3f}",
            f"best_program: {tree_lib.diff(loop.space.default(), loop.current) or 'the default program'}",
            f"run_dir: {loop.run_dir}"]
   return "\n".join(lines)

@@ -67,9 +67,10 @@ class NanochatEvaluator:
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
   plugins: tuple[Plugin, ...] = ()  # imported by every worker (arrl.plugins)
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
+  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
+    seed = self.seed + replicate   # run r of a program sees another data order (and initialisation)
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
-               "seed": self.seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir,
+               "seed": seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir,
                "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
     os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
     job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=self.budget_s,
@@ -81,7 +82,7 @@ class NanochatEvaluator:
       monitor = self.watch(trial_id, monitor)
     res = self.executor.run(job, monitor=monitor, cancel=self.cancel)
     if res.env_digest is not None and res.env_digest != self.env_digest:
-      return EvalResult(status="crash", score=None, metrics={**res.ledger_fields(), "error": (
+      return EvalResult(status="crash", score=None, metrics={**res.ledger_fields(), "seed": seed, "error": (
           f"worker saw environment {res.env_digest}, loop expects {self.env_digest}")})
     return EvalResult(status=res.status, score=res.val_bpb if res.status == "ok" else None,
-                      metrics=res.ledger_fields())
+                      metrics={**res.ledger_fields(), "seed": seed})

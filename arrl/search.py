@@ -40,7 +40,7 @@ class Trial:
   trial_id: str
   params: dict[str, Any]
   score: float | None          # None when the objective raised or returned a non-finite value
-  status: str                  # baseline | keep | discard | crash | diverged | timeout
+  status: str                  # baseline | keep | discard | confirm | crash | diverged | timeout
   cached: bool                 # True when the program had been measured before (not re-evaluated)
 
 
@@ -91,8 +91,8 @@ class CallableEvaluator:
   def __init__(self, space: Space, objective: Callable[[dict], float], digest: str, timeout_s: float | None = None):
     self.space, self.objective, self.env_digest, self.timeout_s = space, objective, digest, timeout_s
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float) -> EvalResult:
-    del trial_id, best, sigma
+  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
+    del trial_id, best, sigma, replicate  # the objective takes no seed
     params = self.space.to_params(tree)
     if self.timeout_s is None:
       status, score, text = _call(self.objective, params)
@@ -153,12 +153,16 @@ def as_space(space: Space | dict) -> Space:
 
 
 def search(space: Space | dict, objective: Callable[[dict], float], agent: str = "random", max_trials: int = 100,
-           seed: int = 0, run_dir: str | None = None, noise_repeats: int = 1, keep_k: float = 2.0,
-           agent_kwargs: dict | None = None, trial_timeout_s: float | None = None) -> SearchResult:
+           seed: int = 0, run_dir: str | None = None, noise_repeats: int = 1, false_keep: float = 0.05,
+           confirm: int = 0, agent_kwargs: dict | None = None, trial_timeout_s: float | None = None) -> SearchResult:
   """Minimise `objective` over `space` with `agent` for `max_trials` evaluated programs.
 
   The first trial evaluates the space's default program (`noise_repeats` times). Programs already
   measured are not evaluated again (they appear as cached trials and do not count toward max_trials).
+  A candidate is kept by `arrl.keep.KeepRule(false_keep)`; `confirm` (default 0) re-evaluates one that
+  passes that many times first. The default is 0 because the objective gets no seed: a deterministic
+  one would return the same value again. For a noisy objective, `noise_repeats` >= 2 and `confirm` >= 1
+  give the keep test a noise estimate and the stated false-keep rate.
   `run_dir` keeps the ledger; rerunning with the same run_dir (same objective and space) resumes.
   `trial_timeout_s`: run each call in a forked child and record a timeout after that many seconds
   (see the module docstring for which objectives qualify).
@@ -183,7 +187,8 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
     loop = SearchLoop(sp, CallableEvaluator(sp, objective, digest, trial_timeout_s),
                       make_agent(agent, seed=seed, **agent_kwargs), run_dir,
                       Oracle(max_experiments=max_trials, patience=None),
-                      LoopConfig(noise_repeats=noise_repeats, keep_k=keep_k, durable=tmp is None))
+                      LoopConfig(noise_repeats=noise_repeats, false_keep=false_keep, confirm=confirm,
+                                 durable=tmp is None))
     reason = loop.run()
     trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
                     score=r.get("val_bpb"), status=r["status"], cached=bool(r.get("cached")))

@@ -4,8 +4,8 @@ A query is one architecture evaluated (a table look-up); programs the loop alrea
 do not count (`arrl.search` semantics). After each query the search *selects* the architecture with the best
 validation accuracy so far (the first found among ties); its test regret is the table's best test accuracy
 minus the selection's, in percentage points (its validation regret likewise, for the objective itself).
-The loop runs with `noise_repeats=1` and `keep_k=0`: the table is deterministic, so any strictly better
-score is an improvement.
+The loop runs with `noise_repeats=1` and `false_keep=0.5` (a keep margin of z_0.5 * sigma = 0): the table is
+deterministic, so any strictly better score is an improvement.
 
 `uniform` is a reference, not an arrl agent: uniform random search over the table's architectures without
 replacement (the usual NAS baseline; arrl's `random` agent is a random *edit* of the kept program instead).
@@ -60,7 +60,7 @@ def run_agent(bench: NasBenchGraph, agent: str, seed: int, queries: int,
     distinct = len(queried)
   else:
     res = arrl.search.search(bench.space, bench.objective, agent=agent, max_trials=queries, seed=seed,
-                             noise_repeats=1, keep_k=0.0, agent_kwargs=agent_kwargs)
+                             noise_repeats=1, false_keep=0.5, agent_kwargs=agent_kwargs)
     params = [t.params for t in res.trials if not t.cached]
     queried, stop = [bench.record(p) for p in params], res.stop_reason
     distinct = len({bench.key(p) for p in params})

@@ -9,8 +9,9 @@ import time
 import pytest
 
 import arrl.search
+from arrl import tree as tree_lib
 from arrl.agents import make_agent
-from arrl.loop import LoopConfig, SearchLoop
+from arrl.loop import EvalResult, LoopConfig, SearchLoop
 from arrl.oracle import Oracle
 from arrl.search import CallableEvaluator
 from arrl.space import Space
@@ -51,6 +52,7 @@ def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, agent
   assert any(0 < s < len(want) for s in sizes), sizes  # some kills landed mid-run
   assert len({r[0] for r in got}) == len(got)          # no duplicated trial
   assert got == want                                   # resumed exactly: same trials, same order, same results
+  assert any(r[3] == "confirm" for r in got)           # confirmations ran (and were resumed like any trial)
 
 
 def test_resume_continues_exactly_in_process(tmp_path):
@@ -93,9 +95,12 @@ def test_stop_file_and_results_tsv(tmp_path):
   lines = open(tmp_path / "results.tsv").read().splitlines()
   assert lines[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
   rows = [line.split("\t") for line in lines[1:]]
-  assert len(rows) == 2 and rows[0][0] == "000000" and rows[0][3] == "keep" and rows[0][4] == "baseline"
-  assert float(rows[1][1]) == pytest.approx(loop.ledger.records()[1]["val_bpb"])
-  assert rows[1][3] in ("keep", "discard") and ": 0 -> " in rows[1][4]
+  assert rows[0][0] == "000000" and rows[0][3] == "keep" and rows[0][4] == "baseline"
+  assert [r[0] for r in rows[1:]] == [r["trial_id"] for r in loop.ledger.records()[1:]]
+  assert float(rows[-1][1]) == pytest.approx(loop.ledger.records()[-1]["val_bpb"])
+  assert rows[-1][0] == "000001" and rows[-1][3] in ("keep", "discard") and ": 0 -> " in rows[-1][4]
+  # This improvement passed the keep test, so a confirmation run (its own row) came before the decision.
+  assert rows[1:-1] == [["000001-c1", rows[-1][1], "0.0", "confirm", f"confirms 000001: {rows[-1][4]}"]]
 
 
 def test_corrupt_state_is_a_clear_error_and_not_overwritten(tmp_path):
@@ -104,3 +109,92 @@ def test_corrupt_state_is_a_clear_error_and_not_overwritten(tmp_path):
   with pytest.raises(ValueError, match="cannot read"):
     _loop(tmp_path)
   assert (tmp_path / "state.json").read_text() == "{not json"
+
+
+class Killed(Exception):
+  """Stands in for kill -9: raised mid-trial, nothing after it runs."""
+
+
+class NoisyEvaluator:
+  """The driver's objective plus noise drawn from (program, replicate): a repeated run is a new draw."""
+  env_digest = "noisy"
+
+  def __init__(self, space, kill_at=None):
+    self.space, self.kill_at, self.calls = space, kill_at, []
+
+  def evaluate(self, tree, trial_id, best, sigma, replicate=0):
+    if trial_id == self.kill_at:
+      raise Killed(trial_id)
+    digest = tree_lib.digest(tree)
+    self.calls.append((trial_id, digest, replicate, best is not None))
+    noise = random.Random(f"{digest}/{replicate}").gauss(0.0, 0.3)
+    return EvalResult(status="ok", score=objective(self.space.to_params(tree)) + noise,
+                      metrics={"num_steps": 10, "training_seconds": 1.0})
+
+
+def _noisy_loop(run_dir, evaluator, n=30):
+  space = evaluator.space
+  return SearchLoop(space, evaluator, make_agent("evolution", seed=1), str(run_dir),
+                    Oracle(max_experiments=n, patience=None), LoopConfig(noise_repeats=3, confirm=2))
+
+
+def test_candidates_that_pass_are_confirmed_on_new_seeds_and_kept_by_their_mean(tmp_path):
+  ev = NoisyEvaluator(Space.from_dict(SPACE))
+  loop = _noisy_loop(tmp_path, ev)
+  loop.run()
+  recs = loop.ledger.records()
+  by_id = {r["trial_id"]: r for r in recs}
+  keeps = [r for r in recs if r["status"] == "keep"]
+  assert keeps and all(r["confirmed_by"] == [f"{r['trial_id']}-c1", f"{r['trial_id']}-c2"] for r in keeps)
+  for r in keeps:
+    runs = [r] + [by_id[c] for c in r["confirmed_by"]]
+    assert [c["replicate"] for c in runs] == [r["replicate"], r["replicate"] + 1, r["replicate"] + 2]
+    assert all(c["status"] == "confirm" and c["confirms"] == r["trial_id"] for c in runs[1:])
+    assert r["n_runs"] == 3 and r["mean_val_bpb"] == pytest.approx(sum(c["val_bpb"] for c in runs) / 3)
+    assert recs.index(r) > max(recs.index(c) for c in runs[1:])   # the decision is appended last
+  assert len({c[1:3] for c in ev.calls}) == len(ev.calls)          # no (program, seed) ran twice
+  assert not any(best for tid, _, _, best in ev.calls if "-c" in tid)   # confirmations are not early-aborted
+  assert all(r["num_steps"] == 10 and r["training_seconds"] == 1.0 for r in recs)
+  # What the agent saw: one outcome per candidate, scored by the mean of its runs.
+  seen = {o.trial_id: o for o in loop.history}
+  assert not any("-c" in t for t in seen) and all(seen[r["trial_id"]].score == r["mean_val_bpb"] for r in keeps)
+  best_runs = [r["val_bpb"] for r in recs if r["digest"] == loop.best["digest"]]
+  assert loop.best["trial_id"] == keeps[-1]["trial_id"] and loop.best_score == pytest.approx(sum(best_runs) / 3)
+  # sigma pools the baselines (3 runs: 2 dof) and every confirmed candidate (1 + 2 runs: 2 dof each).
+  assert loop.executed == 30 and loop.noise().dof == 2 + sum(len(r.get("confirmed_by", ())) for r in recs)
+
+
+def _crash_after_append(loop, status):
+  append = loop.ledger.append
+
+  def append_then_die(rec):
+    out = append(rec)
+    if rec["status"] == status:
+      raise Killed(rec["trial_id"])
+    return out
+  loop.ledger.append = append_then_die
+
+
+def _rows(run_dir):
+  return [(r[0], r[1], r[2], r[3]) for r in ledger(run_dir)]
+
+
+@pytest.mark.parametrize("when", ["confirm-in-flight", "confirm-recorded", "decision-recorded"])
+def test_kill_during_confirmation_then_resume_loses_only_the_run_in_flight(tmp_path, when):
+  space = Space.from_dict(SPACE)
+  straight = NoisyEvaluator(space)
+  _noisy_loop(tmp_path / "ref", straight).run()
+  first_keep = next(r for r in ledger(tmp_path / "ref") if r[3] == "keep")[0]
+  ev = NoisyEvaluator(space, kill_at=f"{first_keep}-c2" if when == "confirm-in-flight" else None)
+  loop = _noisy_loop(tmp_path / "run", ev)
+  if when != "confirm-in-flight":
+    _crash_after_append(loop, "confirm" if when == "confirm-recorded" else "keep")
+  with pytest.raises(Killed):
+    loop.run()
+  pending = json.load(open(tmp_path / "run" / "state.json"))["pending"]
+  assert pending["trial_id"] == first_keep and pending["first_run"]["trial_id"] == first_keep
+  resumed = NoisyEvaluator(space)
+  _noisy_loop(tmp_path / "run", resumed).run()
+  assert _rows(tmp_path / "run") == _rows(tmp_path / "ref")
+  runs = [c[1:3] for c in ev.calls + resumed.calls]
+  assert sorted(runs) == sorted(c[1:3] for c in straight.calls)   # nothing measured twice, nothing lost

@@ -9,6 +9,11 @@ import time
 import pytest
 
 from arrl import main as arrl_main
+from arrl.agents import make_agent
+from arrl.loop import LoopConfig, SearchLoop
+from arrl.oracle import Oracle
+from arrl.search import CallableEvaluator
+from arrl.space import Space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--preset", "--budget-s", "--max-experiments", "--max-hours", "--run-dir", "--agent", "--seed", "--data"]
@@ -32,6 +37,8 @@ def test_help_explains_every_flag(capsys):
     (["--max-experiments", "0"], "--max-experiments must be >= 1"),
     (["--budget-s", "-3"], "--budget-s: budget must be a number of seconds in (0, 86400]"),
     (["--agent", "nope"], "unknown --agent"),
+    (["--confirm", "-1"], "--confirm must be >= 0"),
+    (["--false-keep", "1"], "--false-keep must be in (0, 1)"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(argv, message, capsys):
   with pytest.raises(SystemExit) as e:
@@ -56,7 +63,8 @@ def test_unusable_run_dir_is_one_clear_line_and_nothing_is_overwritten(tmp_path,
 
 def test_end_to_end_sigint_then_resume(tmp_path):
   run_dir = tmp_path / "run"
-  args = ["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--run-dir", str(run_dir)]
+  # --confirm 0: one ledger row per executed trial, so the row counts below are exact.
+  args = ["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--confirm", "0", "--run-dir", str(run_dir)]
   proc = run_main(*args, "--max-experiments", "5")
   ledger = run_dir / "trials.jsonl"
   deadline = time.time() + 400
@@ -82,3 +90,17 @@ def test_end_to_end_sigint_then_resume(tmp_path):
   assert len(recs) == 3 and len({r["trial_id"] for r in recs}) == 3
   assert "stop_reason: max-experiments" in out and "best_val_bpb: " in out
   assert (run_dir / "results.tsv").read_text().startswith("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n")
+
+
+def test_final_report_states_the_keep_rule_and_sigma_with_its_interval(tmp_path):
+  space = Space.from_dict({"x": {"choices": [0, 1, 2], "default": 0}})
+  scores = iter([1.0, 1.01, 0.99, 1.5])   # 3 baselines (sigma 0.01, df 2), then one candidate
+  loop = SearchLoop(space, CallableEvaluator(space, lambda p: next(scores), "env"), make_agent("random", seed=0),
+                    str(tmp_path), Oracle(max_experiments=4, patience=None),
+                    LoopConfig(noise_repeats=3, false_keep=0.1, confirm=2))
+  report = arrl_main.final_report(loop, loop.run()).splitlines()
+  # chi^2_{0.975, 2} = 7.3778, chi^2_{0.025, 2} = 0.050636: sigma in 0.01 * [sqrt(2 / 7.3778), sqrt(2 / 0.050636)].
+  assert "sigma: 0.010000 (raw 0.010000, df 2, 95% CI [0.005207, 0.062847])" in report
+  assert any(line.startswith("keep_rule: keep iff mean(best) - mean(candidate) > t(1-0.1, df)") and
+             line.endswith("false-keep rate <= 10% per candidate that is no better") for line in report)
+  assert "confirm_runs: 2" in report and "best_val_bpb: 1.000000" in report
