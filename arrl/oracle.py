@@ -6,7 +6,7 @@
   "max-experiments"  `max_experiments` trials have run (default None: unlimited);
   "max-hours"        `max_hours` of trial wall-clock time have been spent (default None: unlimited);
   "converged"        the last `patience` trials (default 50) brought no kept improvement beyond the noise
-                     floor (best_before - score > noise_k * sigma, noise_k = 2 like the keep rule) AND, when
+                     floor (best_before - score > noise_k * sigma, noise_k = 2) AND, when
                      the agent reports a policy entropy, it is below `entropy_threshold` (default 0.5 nats
                      per decision): a plateau with a still-exploring policy is not convergence.
 

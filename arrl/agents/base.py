@@ -25,7 +25,8 @@ class Outcome:
   parent: Any
   edits: tuple
   status: str                        # keep | discard | crash | diverged | timeout | compile-timeout | aborted
-  score: float | None                # val-bpb (or the objective) — lower is better; None when no result
+  score: float | None                # val-bpb (or the objective), the mean over a confirmed candidate's runs —
+                                     # lower is better; None when no result
   kept: bool
   best_before: float | None          # best kept score before this trial
   sigma: float                       # run-to-run noise of the score
