@@ -77,7 +77,7 @@ def best_so_far(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 def would_abort(record: dict[str, Any], by_id: dict[str, dict], policy: AbortPolicy) -> float | None:
   """The budget fraction at which `policy` would have stopped this trial, or None."""
   ref = AbortReference.from_record(by_id.get(record.get("parent") or ""), record.get("sigma") or 0.0)
-  if ref is None or record.get("status") == "baseline":
+  if ref is None or record.get("status") in ("baseline", "confirm"):   # the loop never aborts these
     return None
   watcher = AbortWatcher(policy, ref)
   for p, loss in record.get("loss_curve") or []:
@@ -101,7 +101,7 @@ def efficiency(runs: dict[str, list[dict]], budget_s: float) -> dict[str, Any]:
       if r.get("total_seconds") is not None and r.get("training_seconds") is not None:
         overhead.append((r["total_seconds"] - r["training_seconds"]) / budget_s)
       if name.endswith("-noabort"):
-        replay["trials"] += r.get("status") != "baseline"
+        replay["trials"] += r.get("status") not in ("baseline", "confirm")
         frac = would_abort(r, by_id, policy)
         if frac is not None:
           replay["would_abort"] += 1

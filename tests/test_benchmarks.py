@@ -82,6 +82,7 @@ def test_ledger_summaries_overhead_and_replayed_aborts():
   assert lm.would_abort(worse, {"0": base}, lm.AbortPolicy()) == pytest.approx(0.3, abs=0.05)
   assert lm.would_abort(better, {"0": base}, lm.AbortPolicy()) is None
   assert lm.would_abort(base, {"0": base}, lm.AbortPolicy()) is None
+  assert lm.would_abort({**worse, "status": "confirm"}, {"0": base}, lm.AbortPolicy()) is None  # never aborted live
   eff = lm.efficiency({"a-s0-noabort": [base, worse, better]}, budget_s=10.0)
   assert eff["overhead_share"]["mean"] == pytest.approx(0.4) and eff["loop_gap_s"]["median"] == pytest.approx(1.0)
   assert eff["replayed_abort_policy"]["would_abort"] == 1 and eff["replayed_abort_policy"]["would_abort_kept"] == 0
