@@ -15,9 +15,10 @@ the same way; both fits are extrapolated to p = 1 and biased the same way by the
 
     margin = k * sqrt(sigma_loss^2 + rms_candidate^2 + rms_best^2),   k = 3 by default,
 
-sigma_loss = the run-to-run noise of val_bpb (from `arrl.keep`) in loss units, via the best's
-val_bpb / final-training-loss ratio r, and rms_* = the fit residuals of the binned curves (how far the
-smoothed points stray from the power law: a poor fit widens the margin).
+sigma_loss = the run-to-run noise of val_bpb (the loop's pooled sigma, the one its keep test uses;
+`arrl.keep`) in loss units, via the best's val_bpb / final-training-loss ratio r, and rms_* = the fit
+residuals of the binned curves (how far the smoothed points stray from the power law: a poor fit widens
+the margin).
 
 The prediction record (kept in the trial's `abort` field, whether or not it stopped the run) holds the
 fraction, both predictions, the margin and predicted_val_bpb = r * (best_final_loss + candidate_pred -
