@@ -277,9 +277,12 @@ class SearchLoop:
           f"agent is replayed their outcomes, so its next proposals may differ from an uninterrupted run",
           file=sys.stderr)
     on_trial, self.on_trial = self.on_trial, None
+    ids = {r["trial_id"] for r in records}
     for rec in records:
-      if not rec.get("confirms"):   # confirmations are learned with the trial they confirm
+      if not rec.get("confirms"):   # confirmations are learned with the trial they confirm ...
         self._learn({"baseline": is_baseline(rec)}, rec)
+      elif rec["confirms"] not in ids:   # ... or, when its record was torn, only counted
+        self._count_run(rec)
     self.on_trial = on_trial
     self.absorbed = len(records)    # confirmations of a trial that was never recorded included
     self._save()
@@ -425,13 +428,16 @@ class SearchLoop:
       extra.update(mean_val_bpb=float(np.mean(runs)), n_runs=len(runs))
     return self.ledger.append({**row, **extra, "status": status, "kept": kept})
 
+  def _count_run(self, rec: dict) -> None:
+    if not rec.get("cached"):
+      self.executed += 1
+      self.elapsed_s += rec["finished_at"] - rec["started_at"]
+
   def _learn(self, pend: dict, rec: dict) -> None:
     chain = [rec] + [self._recorded(t, rec["digest"]) for t in rec.get("confirmed_by", [])]
     self.absorbed += len(chain)
     for r in chain:
-      if not r.get("cached"):
-        self.executed += 1
-        self.elapsed_s += r["finished_at"] - r["started_at"]
+      self._count_run(r)
     self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
     if pend["baseline"]:
       if rec["run_status"] == "ok":

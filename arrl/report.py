@@ -11,7 +11,7 @@ standalone training script (arrl.nanochat_space.export_script).
 
 The run's trials.jsonl is only read (arrl.ledger.read_records): a line still being written by a running loop
 is left out. "Best" is the loop's notion: the baseline runs' mean until the first kept trial, then the latest
-kept trial's val_bpb (kept = beat the best by more than keep_k sigma).
+kept trial's score, the mean of its runs (kept = passed the keep test of arrl.keep, confirmations included).
 """
 from __future__ import annotations
 
@@ -35,11 +35,16 @@ from arrl.keep import NoiseModel  # noqa: E402
 from arrl.ledger import LEDGER_FILE, LedgerError, read_records  # noqa: E402
 
 TOP_N = 10
-BAND_SIGMAS = 2.0     # the noise band drawn around the running best (the loop's default keep_k)
+BAND_SIGMAS = 2.0     # the noise band drawn around the running best
 
 
 class ReportError(Exception):
   """A run directory cannot be reported on (one line for the user)."""
+
+
+def kept_score(rec: dict) -> float:
+  """A kept trial's score: the mean of its runs (its confirmations included) when recorded."""
+  return rec["mean_val_bpb"] if rec.get("mean_val_bpb") is not None else rec["val_bpb"]
 
 
 def _finite(x: object) -> bool:
@@ -99,7 +104,7 @@ class Run:
         baselines.append(r["val_bpb"])
         best = float(np.mean(baselines))
       elif r["status"] == "keep":
-        best = r["val_bpb"]
+        best = kept_score(r)
       out.append(best)
     return np.array(out, dtype=np.float64)
 
@@ -227,9 +232,11 @@ def markdown(run: Run, png_name: str) -> str:
   if best is None:
     lines.append("No trial was kept: the best is still the default program.")
   else:
-    gain = f", {base_mean - best['val_bpb']:.6f} below the baseline mean" if base_mean is not None else ""
-    noise = f" ({(base_mean - best['val_bpb']) / sigma:.1f} sigma)" if base_mean is not None and sigma else ""
-    lines.append(f"Trial {best['trial_id']}: val_bpb {_bpb(best['val_bpb'])}{gain}{noise}.")
+    score = kept_score(best)
+    gain = f", {base_mean - score:.6f} below the baseline mean" if base_mean is not None else ""
+    noise = f" ({(base_mean - score) / sigma:.1f} sigma)" if base_mean is not None and sigma else ""
+    runs = f" (mean of {best['n_runs']} runs)" if (best.get("n_runs") or 1) > 1 else ""
+    lines.append(f"Trial {best['trial_id']}: val_bpb {_bpb(score)}{runs}{gain}{noise}.")
     if default is None:
       lines += ["", "No baseline record, so no default to compare with; the program:", "", "```",
                 tree_lib.render(tree_lib.from_json(best["program"])), "```"]
