@@ -180,7 +180,7 @@ def _rows(run_dir):
 
 
 @pytest.mark.parametrize("when", ["confirm-in-flight", "confirm-recorded", "decision-recorded"])
-def test_kill_during_confirmation_then_resume_loses_only_the_run_in_flight(tmp_path, when):
+def test_kill_during_confirmation_then_resume_loses_only_the_run_in_flight(tmp_path, when, capsys):
   space = Space.from_dict(SPACE)
   straight = NoisyEvaluator(space)
   _noisy_loop(tmp_path / "ref", straight).run()
@@ -195,6 +195,23 @@ def test_kill_during_confirmation_then_resume_loses_only_the_run_in_flight(tmp_p
   assert pending["trial_id"] == first_keep and pending["first_run"]["trial_id"] == first_keep
   resumed = NoisyEvaluator(space)
   _noisy_loop(tmp_path / "run", resumed).run()
+  assert "rebuilding" not in capsys.readouterr().err   # resumed from state.json, not rebuilt from the ledger
   assert _rows(tmp_path / "run") == _rows(tmp_path / "ref")
   runs = [c[1:3] for c in ev.calls + resumed.calls]
   assert sorted(runs) == sorted(c[1:3] for c in straight.calls)   # nothing measured twice, nothing lost
+
+
+def test_a_pending_first_run_of_another_trial_is_one_line(tmp_path):
+  space = Space.from_dict(SPACE)
+  straight = NoisyEvaluator(space)
+  _noisy_loop(tmp_path / "ref", straight).run()
+  first_keep = next(r for r in ledger(tmp_path / "ref") if r[3] == "keep")[0]
+  loop = _noisy_loop(tmp_path / "run", NoisyEvaluator(space, kill_at=f"{first_keep}-c1"))
+  with pytest.raises(Killed):
+    loop.run()
+  state = json.load(open(tmp_path / "run" / "state.json"))
+  state["pending"]["first_run"]["trial_id"] = "000001"
+  (tmp_path / "run" / "state.json").write_text(json.dumps(state))
+  with pytest.raises(ValueError, match="first_run is not a run of trial") as e:
+    _noisy_loop(tmp_path / "run", NoisyEvaluator(space))
+  assert "\n" not in str(e.value) and "state.json" in str(e.value)
