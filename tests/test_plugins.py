@@ -29,8 +29,8 @@ def test_example_plugin_trains_in_workers_and_a_changed_plugin_refuses_resume(tm
   plugin = tmp_path / "plugin_example.py"
   shutil.copy(EXAMPLE, plugin)
   run_dir = tmp_path / "run"
-  args = ["--preset", "tiny", "--budget-s", "2", "--noise-repeats", "1", "--agent", "random",
-          "--run-dir", str(run_dir)]
+  args = ["--preset", "tiny", "--budget-s", "2", "--noise-repeats", "1", "--confirm", "0", "--agent", "random",
+          "--run-dir", str(run_dir)]   # --confirm 0: one ledger row per trial, so the counts below are exact
   proc = subprocess.run([sys.executable, "-m", "arrl.main", *args, "--plugin", str(plugin), "--initial", INITIAL,
                          "--max-experiments", "2"], cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
                         capture_output=True, text=True, timeout=900)
