@@ -14,6 +14,7 @@ from arrl.loop import EvalResult
 from arrl.nanochat_space import to_program
 from arrl.plugins import Plugin
 from arrl.runner import Executor, Monitor, TrialJob
+from nanochat_jax.config import MAX_SEED
 
 TRIAL_FN = "arrl.nanochat_objective:run_trial"
 STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on top of the compile cap
@@ -68,7 +69,7 @@ class NanochatEvaluator:
   plugins: tuple[Plugin, ...] = ()  # imported by every worker (arrl.plugins)
 
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
-    seed = self.seed + replicate   # run r of a program sees another data order (and initialisation)
+    seed = (self.seed + replicate) % MAX_SEED   # run r of a program sees another data order (and initialisation)
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
                "seed": seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir,
                "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
