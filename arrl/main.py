@@ -132,6 +132,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
     try:  # the stored values pass the same checks as the flags
       check_budget(args.budget_s)
       check_seed(args.seed)
+      LoopConfig(noise_repeats=args.noise_repeats, false_keep=args.false_keep, confirm=args.confirm)
     except ValueError as e:
       raise ValueError(f"{path}: {e}") from None
   if "agent_init" in args.explicit:   # a stored one was checked when the run began
