@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--run-dir", help="run directory; an existing one is resumed (default: runs/<time>-<preset>)")
   p.add_argument("--agent", default=DEFAULT_AGENT, help=f"search agent: {', '.join(sorted(AGENTS))}")
   p.add_argument("--seed", type=seed_arg, default=0, help="seed of the agent and of every trial's training")
-  p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
+  p.add_argument("--agent-init", help="where the ppo network starts: 'pretrained' (default: the meta-trained one "
+                                      "shipped in arrl/ppo/pretrained), 'none' (from scratch) or an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
   p.add_argument("--noise-repeats", type=int, default=2, help="baseline runs that estimate the noise sigma")

@@ -96,15 +96,16 @@ def _ci(d: dict[str, float], fmt: str = ".2f") -> str:
   return f"{d['mean']:{fmt}} [{d['lo']:{fmt}}, {d['hi']:{fmt}}]"
 
 
-def nas_table(res: dict[str, Any]) -> list[str]:
-  agents = res["agents"]
-  checkpoints = sorted({q for s in agents.values() for q in s["at"]}, key=int)
-  best = {q: min(s["at"][q]["mean"] for s in agents.values()) for q in checkpoints}
+def nas_table(res: dict[str, Any], key: str = "at") -> list[str]:
+  """Regret at each checkpoint, one row an agent: test regret (key "at") or validation regret ("valid_at")."""
+  agents = {a: s for a, s in res["agents"].items() if key in s}
+  checkpoints = sorted({q for s in agents.values() for q in s[key]}, key=int)
+  best = {q: min(s[key][q]["mean"] for s in agents.values()) for q in checkpoints}
   header = [f"{q} queries" for q in checkpoints] + [f"valid regret @{checkpoints[-1]}", "s/run"]
   lines = ["| agent | " + " | ".join(header) + " |",
            "|---|" + "---|" * (len(checkpoints) + 2)]
-  for agent, s in sorted(agents.items(), key=lambda kv: kv[1]["at"][checkpoints[-1]]["mean"]):
-    cells = [f"**{_ci(s['at'][q])}**" if s["at"][q]["mean"] == best[q] else _ci(s["at"][q]) for q in checkpoints]
+  for agent, s in sorted(agents.items(), key=lambda kv: kv[1][key][checkpoints[-1]]["mean"]):
+    cells = [f"**{_ci(s[key][q])}**" if s[key][q]["mean"] == best[q] else _ci(s[key][q]) for q in checkpoints]
     lines.append(f"| {agent} | " + " | ".join(cells) + f" | {_ci(s['final_valid'])} | {s['seconds_per_run']:.1f} |")
   return lines
 
@@ -190,8 +191,8 @@ def markdown(results: dict[str, Any]) -> str:
             "architecture (what finding the validation optimum would score; not a floor).", ""]
     for dataset, res in results["nas"].items():
       out += [f"### {dataset} ({res['architectures']} architectures, best test {100 * res['best_test']:.2f}%, "
-              f"best-validation architecture's regret {res['best_valid_regret']:.2f} pp)", "", *nas_table(res), "",
-              verdict(res), ""]
+              f"best-validation architecture's regret {res['best_valid_regret']:.2f} pp)", "", "Test regret:", "",
+              *nas_table(res), "", "Validation regret:", "", *nas_table(res, "valid_at"), "", verdict(res), ""]
       stops = {a: s["early_stops"] for a, s in res["agents"].items() if s["early_stops"]}
       if stops:
         out += [f"Runs that stopped before {cfg['nas_queries']} queries (200 proposals in a row had all been "

@@ -24,7 +24,7 @@ from arrl.agents import AGENTS
 from benchmarks import lm, nas, report
 from benchmarks.nasbench_graph import DATASETS
 
-BASELINES = ("random", "greedy", "evolution", "tpe")
+BASELINES = ("local", "random", "greedy", "evolution", "tpe")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--nas-seeds", type=int)
   p.add_argument("--nas-queries", type=int)
   p.add_argument("--no-lm", action="store_true", help="skip the LM search")
+  p.add_argument("--merge-from", help="an earlier run's OUT: its NAS results for agents not run now join this report")
   p.add_argument("--lm-preset", choices=["tiny", "cpu", "gpu"])
   p.add_argument("--lm-budget-s", type=float)
   p.add_argument("--lm-trials", type=int)
@@ -76,8 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   if args.lm_budget_s is not None and args.lm_budget_s <= 0:
     p.error("--lm-budget-s must be > 0")
   for agent in args.agents or ():
-    if agent not in AGENTS and agent != nas.UNIFORM:
-      p.error(f"unknown agent {agent!r}; registered: {', '.join(sorted(AGENTS))} (and {nas.UNIFORM!r} for NAS)")
+    if agent not in AGENTS and agent != nas.UNIFORM and agent not in nas.VARIANTS:
+      p.error(f"unknown agent {agent!r}; registered: {', '.join(sorted(AGENTS))} (and {nas.UNIFORM!r}, "
+              f"{', '.join(nas.VARIANTS)} for NAS)")
   for agent in args.lm_agents or ():
     if agent not in AGENTS:
       p.error(f"unknown LM agent {agent!r}; registered: {', '.join(sorted(AGENTS))}")
@@ -101,11 +103,27 @@ def configure(args: argparse.Namespace) -> tuple[Suite, list[str], list[str]]:
   if args.agents:
     agents = list(args.agents)
   else:
-    agents = [report.PROJECT_AGENT] if report.PROJECT_AGENT in AGENTS else []
+    agents = [report.PROJECT_AGENT, "ppo-scratch"] if report.PROJECT_AGENT in AGENTS else []
     if not agents:
       notes.append(f"`{report.PROJECT_AGENT}` is not registered in arrl.agents.AGENTS: benchmarked without it.")
     agents += [*BASELINES, nas.UNIFORM]
   return suite, agents, notes
+
+
+def merge_nas(results: dict, path: str) -> None:
+  """Adds the NAS agents of an earlier results.json (same datasets, seeds and queries) that this run lacks."""
+  with open(path) as f:
+    earlier = json.load(f)
+  same = ("nas_seeds", "nas_queries")
+  if any(earlier["config"][k] != results["config"][k] for k in same):
+    raise ValueError(f"{path}: ran with other {'/'.join(same)} than this run; not merged")
+  for dataset, res in results["nas"].items():
+    for agent, summary in earlier["nas"].get(dataset, {}).get("agents", {}).items():
+      res["agents"].setdefault(agent, summary)
+  results["agents"] += [a for a in earlier["agents"] if a not in results["agents"]]
+  results["notes"].append(f"NAS results of {', '.join(a for a in earlier['agents'])} merged from {path} "
+                          f"({earlier['command']}, git {earlier['machine']['git_commit']}, load "
+                          f"{earlier['machine']['load_average']}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                        else argv),
              "config": dataclasses.asdict(suite), "agents": agents, "machine": report.machine(), "notes": notes}
   results["nas"] = nas.run_nas(list(suite.datasets), agents, suite.nas_seeds, suite.nas_queries, log)
+  if args.merge_from:
+    merge_nas(results, os.path.join(args.merge_from, "results.json"))
   for dataset, res in results["nas"].items():
     report.plot_nas(dataset, res, os.path.join(args.out, f"nas_{dataset}.png"))
   if suite.lm_preset is None:
