@@ -36,6 +36,7 @@ from arrl.agents.base import Outcome, SearchState
 from arrl.keep import NoiseModel, should_keep
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
+from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
 from arrl.ppo.features import FeatureConfig, HistoryStats, observation
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
@@ -316,7 +317,7 @@ def plot(progress: dict, path: str) -> None:
   plt.close(fig)
 
 
-def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
+def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p = argparse.ArgumentParser(prog="python -m arrl.pretrain", description=__doc__.split("\n\n")[0])
   defaults = Config()
   p.add_argument("--out", default=defaults.out, help="run directory (resumed when it exists)")
@@ -332,6 +333,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks)
   p.add_argument("--lr", type=float, default=defaults.lr)
   p.add_argument("--ship", action="store_true", help="write the trained network to arrl/ppo/pretrained/")
+  p.add_argument("--ship-to", help="write the trained network and its card to this directory instead (for ablations: "
+                                   "PPOAgent(init_from=DIR))")
   args = p.parse_args(argv)
   split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())
   try:
@@ -340,7 +343,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, lr=args.lr)
   except ValueError as e:
     p.error(str(e))
-  return cfg, args.ship
+  return cfg, args.ship_to or (PRETRAINED if args.ship else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,14 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         f"({prog['trials'] / max(prog['seconds'], 1e-9) * 60:,.0f} trials/min); validation regret "
         f"{prog['curve'][0]['mean_regret']:.3f} -> {prog['curve'][-1]['mean_regret']:.3f}", file=sys.stderr)
   if ship:
-    from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
     command = "python -m arrl.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
-    save_pretrained(PRETRAINED, trainer.net_cfg, np.asarray(trainer.params), {
+    save_pretrained(ship, trainer.net_cfg, np.asarray(trainer.params), {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": prog["iteration"], "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": prog["trials"], "wall_seconds": round(prog["seconds"]),
         "validation": prog["curve"][-1], "validation_start": prog["curve"][0]})
-    print(f"wrote {PRETRAINED}", file=sys.stderr)
+    print(f"wrote {ship}", file=sys.stderr)
   return 0
 
 

@@ -62,7 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--nas-seeds", type=int)
   p.add_argument("--nas-queries", type=int)
   p.add_argument("--no-lm", action="store_true", help="skip the LM search")
-  p.add_argument("--merge-from", help="an earlier run's OUT: its NAS results for agents not run now join this report")
+  p.add_argument("--merge-from", action="append", default=[],
+                 help="an earlier run's OUT (repeatable): its NAS results for agents and datasets not run now join "
+                      "this report")
+  p.add_argument("--merge-only", action="store_true", help="run nothing: only merge the --merge-from results")
   p.add_argument("--lm-preset", choices=["tiny", "cpu", "gpu"])
   p.add_argument("--lm-budget-s", type=float)
   p.add_argument("--lm-trials", type=int)
@@ -117,9 +120,10 @@ def merge_nas(results: dict, path: str) -> None:
   same = ("nas_seeds", "nas_queries")
   if any(earlier["config"][k] != results["config"][k] for k in same):
     raise ValueError(f"{path}: ran with other {'/'.join(same)} than this run; not merged")
-  for dataset, res in results["nas"].items():
-    for agent, summary in earlier["nas"].get(dataset, {}).get("agents", {}).items():
-      res["agents"].setdefault(agent, summary)
+  for dataset, res in earlier["nas"].items():
+    mine = results["nas"].setdefault(dataset, {**res, "agents": {}})
+    for agent, summary in res["agents"].items():
+      mine["agents"].setdefault(agent, summary)
   results["agents"] += [a for a in earlier["agents"] if a not in results["agents"]]
   results["notes"].append(f"NAS results of {', '.join(a for a in earlier['agents'])} merged from {path} "
                           f"({earlier['command']}, git {earlier['machine']['git_commit']}, load "
@@ -135,9 +139,13 @@ def main(argv: list[str] | None = None) -> int:
   results = {"suite": args.suite, "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None
                                                                                        else argv),
              "config": dataclasses.asdict(suite), "agents": agents, "machine": report.machine(), "notes": notes}
-  results["nas"] = nas.run_nas(list(suite.datasets), agents, suite.nas_seeds, suite.nas_queries, log)
-  if args.merge_from:
-    merge_nas(results, os.path.join(args.merge_from, "results.json"))
+  if args.merge_only:
+    suite = dataclasses.replace(suite, lm_preset=None)
+    results["config"], results["agents"] = dataclasses.asdict(suite), []
+  results["nas"] = {} if args.merge_only else nas.run_nas(list(suite.datasets), agents, suite.nas_seeds,
+                                                          suite.nas_queries, log)
+  for earlier in args.merge_from:
+    merge_nas(results, os.path.join(earlier, "results.json"))
   for dataset, res in results["nas"].items():
     report.plot_nas(dataset, res, os.path.join(args.out, f"nas_{dataset}.png"))
   if suite.lm_preset is None:

@@ -60,7 +60,7 @@ def same_proposal(a, b) -> bool:
 
 def test_composite_logp_is_the_sum_of_its_parts_and_matches_update_time():
   space = Space.from_dict(SPACE_SPEC)
-  agent = PPOAgent(seed=1, stop_bias=-2.0)  # mostly multi-edit proposals
+  agent = PPOAgent(seed=1, stop_bias=-2.0, init_from="none")  # mostly multi-edit proposals
   sim = Sim(space)
   props = [agent.propose(sim.state()) for _ in range(6)]
   assert max(len(p.edits) for p in props) > 1
@@ -156,7 +156,7 @@ def test_propose_batch_gives_distinct_new_programs():
 def test_proposals_avoid_measured_programs():
   space = Space.from_dict({"a": {"choices": [0, 1, 2]}, "b": {"choices": [0, 1]}})
   sim = Sim(space, objective=lambda p: float(p["a"] + p["b"]))
-  agent = PPOAgent(seed=0, max_edits=1)
+  agent = PPOAgent(seed=0, max_edits=1, init_from="none")
   seen = [sim.step(agent).tree for _ in range(3)]  # exactly the 3 neighbours of the default
   assert len(set(seen)) == 3
 
@@ -261,7 +261,7 @@ def test_nanochat_space_proposals_are_legal():
   space = nanochat_space("gpu")
   state = SearchState(space=space, current=space.default(), best_score=1.0, sigma=0.002, history=[],
                       budget_used=0.0)
-  for p in PPOAgent(seed=0, stop_bias=-1.0).propose_batch(state, 4):
+  for p in PPOAgent(seed=0, stop_bias=-1.0, init_from="none").propose_batch(state, 4):
     tree = p.parent
     for edit in p.edits:
       tree = space.apply(tree, edit)

@@ -11,8 +11,8 @@ update and those still pending (proposed, not yet observed), plus the network: w
 step number (parameters, optimizer state, RNG key and the batch are saved there at every update); without,
 the parameters and optimizer state themselves as base64 text. Restoring it gives the identical next
 proposal. `init_from` is where the network starts: "pretrained" (the default) the meta-trained network shipped
-in arrl/ppo/pretrained (`python -m arrl.pretrain`), None or "none" a fresh random one (from scratch), else
-another run's `ckpt_dir` (newest step).
+in arrl/ppo/pretrained (`python -m arrl.pretrain`), None or "none" a fresh random one (from scratch), a directory
+written by `python -m arrl.pretrain --ship-to`, else another run's `ckpt_dir` (newest step).
 
 The agent runs its network on the CPU by default (`device="cpu"`): the GPU belongs to the trials.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 from typing import Any
 
 import jax
@@ -107,8 +108,9 @@ class PPOAgent:
     self.entropies: collections.deque = collections.deque(maxlen=self.cfg.update_every)  # nats per decision
     self.metrics: dict[str, float] = {}
     self._weights: str | None = None              # cached packed network for state_dict without ckpt_dir
-    if init_from == "pretrained":
-      self.params = self._to_device(jnp.asarray(load_pretrained(PRETRAINED, self.net_cfg)))
+    if init_from == "pretrained" or (init_from and os.path.exists(os.path.join(init_from, "params.npz"))):
+      path = PRETRAINED if init_from == "pretrained" else init_from
+      self.params = self._to_device(jnp.asarray(load_pretrained(path, self.net_cfg)))
     elif init_from and init_from != "none":
       self.params = self._to_device(OrbaxStore(init_from).restore(None, {"params": self.params})["params"])
 
