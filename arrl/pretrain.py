@@ -34,6 +34,7 @@ import numpy as np
 
 from arrl.agents.base import Outcome, SearchState
 from arrl.keep import NoiseModel, should_keep
+from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
@@ -60,6 +61,7 @@ class Episode:
     self.sigma = NoiseModel.from_samples([score]).sigma
     self.history: list[Outcome] = []
     self.executed = 1
+    self.cached_in_a_row = 0
     self.regrets = [task.regret(self._params(self.current))]   # after each executed trial
 
   def _params(self, tree: Any) -> dict:
@@ -74,7 +76,10 @@ class Episode:
 
   @property
   def done(self) -> bool:
-    return self.executed >= self.trials
+    """The budget is spent, or the space is exhausted: every program measured (the loop would go on until
+    MAX_CACHED_IN_A_ROW proposals in a row were cached; that changes no result and only costs time)."""
+    return (self.executed >= self.trials or self.cached_in_a_row >= MAX_CACHED_IN_A_ROW
+            or (self.task.size is not None and len(self.cache) >= self.task.size))
 
   def state(self) -> SearchState:
     return SearchState(space=self.task.space, current=self.current, best_score=self.best_score, sigma=self.sigma,
@@ -92,6 +97,7 @@ class Episode:
                                 best_before=self.best_score, sigma=self.sigma, info=prop.info))
     if kept:
       self.current, self.best_score = prop.tree, score
+    self.cached_in_a_row = self.cached_in_a_row + 1 if cached else 0
     if not cached:
       self.executed += 1
       self.regrets.append(self.task.regret(self._params(self.current)))
@@ -232,7 +238,8 @@ class Pretrainer:
     tasks = [synthetic(rng, f"val{i}") for i in range(self.cfg.eval_tasks)]
     rngs = [np.random.default_rng([self.cfg.seed, 10 ** 6, i]) for i in range(len(tasks))]
     res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
-    curves = np.array([r.episode.regrets[:self.cfg.trials] for r in res])
+    # an exhausted space keeps its last regret for the rest of the budget
+    curves = np.array([(r.episode.regrets + [r.episode.regrets[-1]] * self.cfg.trials)[:self.cfg.trials] for r in res])
     return {"mean_regret": float(curves.mean()), "final_regret": float(curves[:, -1].mean()),
             "regret_at_25": float(curves[:, min(24, curves.shape[1] - 1)].mean())}
 

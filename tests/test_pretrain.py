@@ -90,3 +90,14 @@ def test_the_pretrained_agent_runs_on_a_space_it_never_saw_and_is_reproducible()
   b = arrl.search.search(space, loss, agent="ppo", max_trials=25, seed=4)
   assert [t.params for t in a.trials] == [t.params for t in b.trials]
   assert sum(not t.cached for t in a.trials) == 25 and a.best.score < loss(a.trials[0].params)
+
+
+def test_an_episode_on_an_exhausted_space_ends():
+  space = {"a": {"choices": [0, 1]}, "b": {"choices": [0, 1, 2]}}
+  loss = lambda p: float(p["a"] + p["b"])
+  task = tasks.Task("tiny", arrl.search.as_space(space), loss, loss, 0.0, 1.0, size=6)
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  params = network.init_params(net, 0, cfg.stop_bias, cfg.prior)
+  (r,) = pretrain.run_episodes(net, feat, params, [task], 50, [np.random.default_rng(0)])
+  assert r.episode.executed == 6 and r.episode.regrets[-1] == 0.0

@@ -96,6 +96,12 @@ def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict
   with open(os.path.join(directory, "card.json"), "w") as f:
     json.dump(card, f, indent=1)
     f.write("\n")
+  lines = ["# Model card: the pretrained PPO search policy", "",
+           "Meta-trained by `arrl.pretrain` (see its docstring and README's PPO section); loaded by default by "
+           "`agent=\"ppo\"` / `--agent ppo` (`--agent-init none` starts from scratch instead).", "",
+           *[f"- **{k}**: `{json.dumps(v)}`" for k, v in card.items()], ""]
+  with open(os.path.join(directory, "MODEL_CARD.md"), "w") as f:
+    f.write("\n".join(lines))
 
 
 def load_pretrained(directory: str, net_cfg: Any) -> np.ndarray:

@@ -30,6 +30,7 @@ class Task:
   true: Callable[[dict], float]           # noise-free score (inf when infeasible): training-time only
   optimum: float
   scale: float                            # median score - optimum: a random program's regret is ~1
+  size: int | None = None                 # number of programs, when small enough to be exhausted
 
   def regret(self, params: dict) -> float:
     """Normalised regret of a selection, in [0, 2] (0: the optimum; ~1: a typical random program)."""
@@ -135,7 +136,8 @@ def synthetic(rng: np.random.Generator, name: str = "synthetic") -> Task:
     return value(ix) + noise * scale * float(eps)
 
   spec = {f.name: {"choices": f.values, "ordinal": f.ordinal, "default": f.values[d]} for f, d in zip(fields, default)}
-  return Task(name, Space.from_dict(spec), objective, true, optimum, scale)
+  size = int(np.prod([len(f.values) for f in fields]))
+  return Task(name, Space.from_dict(spec), objective, true, optimum, scale, size)
 
 
 def nas_task(dataset: str) -> Task:
