@@ -101,12 +101,13 @@ def nas_table(res: dict[str, Any], key: str = "at") -> list[str]:
   agents = {a: s for a, s in res["agents"].items() if key in s}
   checkpoints = sorted({q for s in agents.values() for q in s[key]}, key=int)
   best = {q: min(s[key][q]["mean"] for s in agents.values()) for q in checkpoints}
-  header = [f"{q} queries" for q in checkpoints] + [f"valid regret @{checkpoints[-1]}", "s/run"]
+  header = [f"{q} queries" for q in checkpoints] + [f"valid regret @{checkpoints[-1]}", "s/run", "seeds"]
   lines = ["| agent | " + " | ".join(header) + " |",
-           "|---|" + "---|" * (len(checkpoints) + 2)]
+           "|---|" + "---|" * (len(checkpoints) + 3)]
   for agent, s in sorted(agents.items(), key=lambda kv: kv[1][key][checkpoints[-1]]["mean"]):
     cells = [f"**{_ci(s[key][q])}**" if s[key][q]["mean"] == best[q] else _ci(s[key][q]) for q in checkpoints]
-    lines.append(f"| {agent} | " + " | ".join(cells) + f" | {_ci(s['final_valid'])} | {s['seconds_per_run']:.1f} |")
+    lines.append(f"| {agent} | " + " | ".join(cells) + f" | {_ci(s['final_valid'])} | {s['seconds_per_run']:.1f} | "
+                 f"{len(s['runs'])} |")
   return lines
 
 
@@ -184,11 +185,13 @@ def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     out += ["## NAS-Bench-Graph", "",
             f"Test regret (percentage points of test accuracy) of the best-validation architecture found so far, "
-            f"after N queries; mean [95% t-interval] over {cfg['nas_seeds']} seeds; lower is better, best in bold. The "
+            f"after N queries; mean [95% t-interval] over seeds (column `seeds`); lower is better, best in bold. The "
             "validation regret (same selection, validation accuracy: the objective the agents minimise) shows the "
             "search itself; the gap to the test regret is the benchmark's validation/test mismatch. "
             "`uniform` is uniform random search over the table (a reference, not an arrl agent); arrl's `random` "
-            "is a random edit of the kept program. Each heading gives the test regret of the table's best-validation "
+            "is a random edit of the kept program that leads to an unmeasured program; `local` is local search (White "
+            "et al. 2021); `ppo` starts from the shipped meta-trained network, `ppo-frozen` is it without within-run "
+            "updates, `ppo-scratch` a fresh network with within-run PPO only. Each heading gives the test regret of the table's best-validation "
             "architecture (what finding the validation optimum would score; not a floor).", ""]
     for dataset, res in results["nas"].items():
       out += [f"### {dataset} ({res['architectures']} architectures, best test {100 * res['best_test']:.2f}%, "

@@ -114,18 +114,19 @@ def configure(args: argparse.Namespace) -> tuple[Suite, list[str], list[str]]:
 
 
 def merge_nas(results: dict, path: str) -> None:
-  """Adds the NAS agents of an earlier results.json (same datasets, seeds and queries) that this run lacks."""
+  """Adds the NAS agents of an earlier results.json (same queries) that this run lacks; their seed counts may
+  differ (each summary keeps its runs, and the note says so)."""
   with open(path) as f:
     earlier = json.load(f)
-  same = ("nas_seeds", "nas_queries")
-  if any(earlier["config"][k] != results["config"][k] for k in same):
-    raise ValueError(f"{path}: ran with other {'/'.join(same)} than this run; not merged")
+  if earlier["config"]["nas_queries"] != results["config"]["nas_queries"]:
+    raise ValueError(f"{path}: ran with another nas_queries than this run; not merged")
   for dataset, res in earlier["nas"].items():
     mine = results["nas"].setdefault(dataset, {**res, "agents": {}})
     for agent, summary in res["agents"].items():
       mine["agents"].setdefault(agent, summary)
   results["agents"] += [a for a in earlier["agents"] if a not in results["agents"]]
-  results["notes"].append(f"NAS results of {', '.join(a for a in earlier['agents'])} merged from {path} "
+  results["notes"].append(f"NAS results of {', '.join(a for a in earlier['agents'])} ({earlier['config']['nas_seeds']} "
+                          f"seeds) merged from {path} "
                           f"({earlier['command']}, git {earlier['machine']['git_commit']}, load "
                           f"{earlier['machine']['load_average']}).")
 

@@ -6,15 +6,10 @@ import pytest
 import arrl.search
 from arrl import tree as tree_lib
 from arrl.agents import make_agent
-from arrl.agents.base import Outcome, SearchState
 from arrl.space import Space
 
-SPACE = {f"x{i}": {"choices": list(range(6))} for i in range(5)}
-TARGET = [5, 0, 3, 2, 4]
-
-
-def objective(p: dict) -> float:
-  return float(sum(abs(v - t) for v, t in zip(p.values(), TARGET)))
+from search_sim import Sim
+from test_search import SPACE, objective
 
 
 @pytest.mark.parametrize("agent", ["random", "uniform", "local"])
@@ -31,35 +26,9 @@ def test_random_exhausts_a_tiny_space_only_after_measuring_all_of_it():
   assert not any(t.cached for t in first) and res.stop_reason.startswith("exhausted")
 
 
-class Loop:
-  """The loop's bookkeeping in memory (keep iff strictly better)."""
-
-  def __init__(self, space: Space, objective):
-    self.space, self.objective = space, objective
-    self.current = space.default()
-    self.best = objective(space.to_params(self.current))
-    self.history: list[Outcome] = []
-
-  def state(self) -> SearchState:
-    return SearchState(space=self.space, current=self.current, best_score=self.best, sigma=0.0,
-                       history=self.history, budget_used=0.0)
-
-  def step(self, agent):
-    prop = agent.propose(self.state())
-    score = self.objective(self.space.to_params(prop.tree))
-    kept = score < self.best
-    out = Outcome(str(len(self.history)), prop.tree, prop.parent, prop.edits, "keep" if kept else "discard", score,
-                  kept, self.best, 0.0, prop.info)
-    if kept:
-      self.current, self.best = prop.tree, score
-    self.history.append(out)
-    agent.observe(self.state(), out)
-    return prop
-
-
 def test_local_search_measures_the_whole_neighbourhood_then_moves_to_its_best():
   space = Space.from_dict(SPACE)
-  loop, agent = Loop(space, objective), make_agent("local", seed=0)
+  loop, agent = Sim(space, objective), make_agent("local", seed=0)
   start = space.default()
   neighbours = {space.apply(start, e) for e in space.legal_edits(start)}
   first = [loop.step(agent) for _ in range(len(neighbours))]
@@ -70,7 +39,7 @@ def test_local_search_measures_the_whole_neighbourhood_then_moves_to_its_best():
 
 def test_local_search_restarts_at_a_local_optimum_and_resumes_from_its_state():
   space = Space.from_dict(SPACE)
-  loop, agent = Loop(space, lambda p: 0.0 if p == {f"x{i}": 0 for i in range(5)} else 1.0), make_agent("local")
+  loop, agent = Sim(space, lambda p: 0.0 if p == {f"x{i}": 0 for i in range(5)} else 1.0), make_agent("local")
   for _ in range(25):  # the default is the optimum: 25 neighbours, none better
     assert loop.step(agent).parent == space.default()
   restart = loop.step(agent)

@@ -16,6 +16,8 @@ from arrl.ppo.batch import pad_tokens, stack_transitions
 from arrl.search import search
 from arrl.space import Space
 
+import search_sim
+
 COSTS = np.random.default_rng(7).uniform(0, 1, size=(5, 5))
 SPACE_SPEC = {f"f{i}": {"choices": list(range(5))} for i in range(5)}
 
@@ -24,34 +26,9 @@ def cost(params: dict) -> float:
   return float(sum(COSTS[i, params[f"f{i}"]] for i in range(5)))
 
 
-class Sim:
-  """The loop's bookkeeping in memory: run each proposal, keep it iff it beats the best."""
-
+class Sim(search_sim.Sim):
   def __init__(self, space: Space, objective=cost):
-    self.space, self.objective = space, objective
-    self.current = space.default()
-    self.best = objective(space.to_params(self.current))
-    self.history: list[Outcome] = []
-
-  def state(self) -> SearchState:
-    return SearchState(space=self.space, current=self.current, best_score=self.best, sigma=0.0,
-                       history=self.history, budget_used=len(self.history) / 100)
-
-  def finish(self, prop) -> Outcome:
-    score = self.objective(self.space.to_params(prop.tree))
-    kept = score < self.best
-    out = Outcome(trial_id=str(len(self.history)), tree=prop.tree, parent=prop.parent, edits=prop.edits,
-                  status="keep" if kept else "discard", score=score, kept=kept, best_before=self.best, sigma=0.0,
-                  info=prop.info)
-    if kept:
-      self.current, self.best = prop.tree, score
-    self.history.append(out)
-    return out
-
-  def step(self, agent: PPOAgent):
-    prop = agent.propose(self.state())
-    agent.observe(self.state(), self.finish(prop))
-    return prop
+    super().__init__(space, objective)
 
 
 def same_proposal(a, b) -> bool:
