@@ -129,6 +129,8 @@ def verdict(res: dict[str, Any]) -> str:
   q = max((k for s in agents.values() for k in s["at"]), key=int)
   if PROJECT_AGENT not in agents:
     return f"`{PROJECT_AGENT}` was not benchmarked (not registered in arrl.agents.AGENTS when this ran)."
+  if all(a.split("-")[0] == PROJECT_AGENT for a in agents):
+    return f"No baseline ran beside `{PROJECT_AGENT}` here."
   return (_compare(agents, lambda s: s["at"][q], "test regret", int(q)) + " "
           + _compare(agents, lambda s: s["final_valid"], "validation regret", int(q)))
 
