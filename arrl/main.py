@@ -47,6 +47,7 @@ RUN_FLAGS: dict[str, tuple[type, ...]] = {
     "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,), "keep_k": (int, float),
     "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
 _PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume from another directory finds them
+_INIT_NAMES = ("pretrained", "none")                # --agent-init values that are not paths
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--run-dir", help="run directory; an existing one is resumed (default: runs/<time>-<preset>)")
   p.add_argument("--agent", default=DEFAULT_AGENT, help=f"search agent: {', '.join(sorted(AGENTS))}")
   p.add_argument("--seed", type=seed_arg, default=0, help="seed of the agent and of every trial's training")
-  p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
+  p.add_argument("--agent-init", help="where the ppo network starts: 'pretrained' (default: the meta-trained one "
+                                      "shipped in arrl/ppo/pretrained), 'none' (from scratch) or an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
   p.add_argument("--noise-repeats", type=int, default=2, help="baseline runs that estimate the noise sigma")
@@ -98,7 +100,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
   """Takes the run-defining flags from RUN_DIR/run.json when it exists; a flag given with another value is an
   error (one line). Checks --agent-init. Creates nothing."""
   for name in _PATH_FLAGS:
-    if getattr(args, name):
+    if getattr(args, name) and getattr(args, name) not in _INIT_NAMES:
       setattr(args, name, os.path.abspath(getattr(args, name)))
   path = os.path.join(args.run_dir, RUN_FILE) if args.run_dir else None
   if path and os.path.isfile(path):
@@ -127,7 +129,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
   if "agent_init" in args.explicit:   # a stored one was checked when the run began
     if args.agent != "ppo":
       raise ValueError(f"--agent-init only applies to --agent ppo (this run's agent is {args.agent})")
-    if not os.path.isdir(args.agent_init):
+    if args.agent_init not in _INIT_NAMES and not os.path.isdir(args.agent_init):
       raise ValueError(f"--agent-init {args.agent_init}: no such directory (give an earlier run's RUN_DIR/ppo)")
 
 
@@ -202,7 +204,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   if args.agent == "evolution":
     agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
-    agent_kwargs["init_from"] = args.agent_init
+    agent_kwargs["init_from"] = args.agent_init or "pretrained"
   loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, keep_k=args.keep_k,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -70,3 +70,17 @@ def random_edit(space: Space, tree: Any, rng: np.random.Generator) -> Any:
   if not edits:
     raise ValueError("the program has no legal edit: the search space is a single point")
   return edits[int(rng.integers(len(edits)))]
+
+
+def measured(state: SearchState) -> set:
+  """Programs the loop has measured (or is running as the kept one)."""
+  return {state.current, *(o.tree for o in state.history)}
+
+
+def sample_new(space: Space, seen: Callable[[Any], bool], rng: np.random.Generator, tries: int = 1000) -> Any:
+  """A uniform random program not `seen` (the last draw when `tries` draws all were: an exhausted space)."""
+  for _ in range(tries):
+    tree = space.sample(rng)
+    if not seen(tree):
+      break
+  return tree
