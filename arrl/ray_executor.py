@@ -9,9 +9,11 @@ so no two trials share a GPU). The task does not run the trial in its own proces
 `python -m arrl.worker` subprocess as `LocalProcessExecutor` (fresh interpreter per trial, so JAX
 memory and compile state never leak between trials, whatever Ray does with its worker processes) and
 enforces the same deadlines and memory cap there. Progress events travel to the driver through a small
-hub actor: the task pushes each event and gets back whether the driver asked the trial to stop, so the
-driver's early-abort monitor (and live display) sees every event, in order, and its stop reaches the
-trial one event later. The driver alone writes the ledger and state: a task only returns its result.
+hub actor: the task pushes each event without waiting (a push's reply says whether the driver asked the
+trial to stop; it is read once it has arrived), and one driver thread pulls every trial's events every
+0.1 s, so the hub's load does not grow with the number of workers. The driver's early-abort monitor (and
+live display) sees every event, in order, and its stop reaches the trial an event or two later. The
+driver alone writes the ledger and state: a task only returns its result.
 
 Failures: tasks are never retried by Ray (max_retries=0), so a trial runs at most once per submission.
 A killed Ray worker, a lost node or a task Ray cannot run becomes a `crash` with the Ray error in
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import tempfile
+import threading
 import time
 from typing import Any, Callable
 
@@ -54,8 +58,9 @@ class _Hub:
     self.events.setdefault(trial_id, []).append(event)
     return trial_id in self.stop
 
-  def pull(self, trial_id: str) -> list[dict]:
-    return self.events.pop(trial_id, [])
+  def pull_all(self) -> dict[str, list[dict]]:
+    out, self.events = self.events, {}
+    return out
 
   def request_stop(self, trial_id: str) -> None:
     self.stop.add(trial_id)
@@ -66,21 +71,26 @@ class _Hub:
 
 
 class _Forward:
-  """Node-side monitor: forwards each progress event to the hub; stop when the driver asked for it."""
+  """Node-side monitor: forwards each progress event to the hub; stop once a reply says the driver asked."""
   record = None
 
   def __init__(self, ray: Any, hub: Any, trial_id: str):
     self.ray, self.hub, self.trial_id = ray, hub, trial_id
+    self.replies: list[Any] = []
+    self.stop = False
 
   def observe(self, event: dict) -> bool:
-    return self.ray.get(self.hub.push.remote(self.trial_id, event))
+    self.replies.append(self.hub.push.remote(self.trial_id, event))
+    ready, self.replies = self.ray.wait(self.replies, num_returns=len(self.replies), timeout=0)
+    self.stop = self.stop or any(self.ray.get(ready))
+    return self.stop
 
 
 def _run_on_node(job: TrialJob, hub: Any, limits: WorkerLimits, env: dict[str, str],
                  pythonpath: tuple[str, ...]) -> tuple[TrialResult, bytes]:
   """The Ray task: run the trial in a worker subprocess on this node; (result, full worker log)."""
   import ray
-  ray.get(hub.push.remote(job.trial_id, {"type": "started", "host": os.uname().nodename, "pid": os.getpid()}))
+  hub.push.remote(job.trial_id, {"type": "started", "host": os.uname().nodename, "pid": os.getpid()})
   executor = LocalProcessExecutor(limits, env={**os.environ, **env}, pythonpath=pythonpath)
   with tempfile.TemporaryDirectory(prefix="arrl-ray-") as tmp:
     log_path = os.path.join(tmp, "worker.log")
@@ -102,7 +112,13 @@ class RayExecutor:
     self.limits, self.env, self.pythonpath = limits or WorkerLimits(), dict(env or {}), tuple(pythonpath)
     # Nodes import arrl from the driver's checkout where that path exists (a shared filesystem), else their own.
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join([_ROOT, *self.pythonpath])}}
-    self.hub = ray.remote(num_cpus=0)(_Hub).options(runtime_env=runtime_env).remote()
+    # The hub lives on the driver's node: a lost worker node must not take every trial's progress with it.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    self.hub = ray.remote(num_cpus=0)(_Hub).options(runtime_env=runtime_env, scheduling_strategy=here).remote()
+    self._inboxes: dict[str, queue.Queue] = {}   # trial id -> its events, filled by the poller thread
+    self._lock = threading.Lock()
+    self._poller: threading.Thread | None = None
     self._task = ray.remote(_run_on_node).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0,
                                                   retry_exceptions=False, runtime_env=runtime_env)
 
@@ -114,16 +130,42 @@ class RayExecutor:
       return max(1, int(res.get("GPU", 0) // self.num_gpus))
     return max(1, int(res.get("CPU", 1) // max(self.num_cpus, 1e-9)))
 
+  def _poll(self) -> None:
+    """Poller thread: moves every trial's events from the hub to its inbox; ends when no trial runs."""
+    while True:
+      with self._lock:
+        if not self._inboxes:
+          self._poller = None
+          return
+      try:
+        batch = self.ray.get(self.hub.pull_all.remote())
+      except self.ray.exceptions.RayError:   # e.g. Ray shutting down: the trials' own waits report it
+        batch = {}
+      for trial_id, events in batch.items():
+        inbox = self._inboxes.get(trial_id)
+        for event in events if inbox is not None else ():
+          inbox.put(event)
+      time.sleep(POLL_S)
+
   def run(self, job: TrialJob, monitor: Monitor | None = None,
           cancel: Callable[[], bool] | None = None) -> TrialResult:
     ray, hub = self.ray, self.hub
     started_at, t0 = time.time(), time.monotonic()
+    inbox: queue.Queue = queue.Queue()
+    with self._lock:
+      self._inboxes[job.trial_id] = inbox
+      if self._poller is None:
+        self._poller = threading.Thread(target=self._poll, daemon=True, name="arrl-ray-poller")
+        self._poller.start()
     ref = self._task.remote(job, hub, self.limits, self.env, self.pythonpath)
     state = {"started": None, "stop_sent": False}
     try:
       while True:
         done, _ = ray.wait([ref], timeout=POLL_S)
-        self._deliver(job, ray.get(hub.pull.remote(job.trial_id)), monitor, state)
+        events = []
+        while not inbox.empty():
+          events.append(inbox.get())
+        self._deliver(job, events, monitor, state)
         if done:
           break
         if cancel is not None and cancel():
@@ -139,6 +181,8 @@ class RayExecutor:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return self._crash(job, started_at, t0, monitor, f"ray: {type(e).__name__}: {first}"[:2000])
     finally:
+      with self._lock:
+        del self._inboxes[job.trial_id]
       hub.forget.remote(job.trial_id)
     if job.log_path:
       with open(job.log_path, "ab") as f:

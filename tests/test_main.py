@@ -32,6 +32,8 @@ def test_help_explains_every_flag(capsys):
     (["--max-experiments", "0"], "--max-experiments must be >= 1"),
     (["--budget-s", "-3"], "--budget-s: budget must be a number of seconds in (0, 86400]"),
     (["--agent", "nope"], "unknown --agent"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(argv, message, capsys):
   with pytest.raises(SystemExit) as e:
@@ -82,3 +84,18 @@ def test_end_to_end_sigint_then_resume(tmp_path):
   assert len(recs) == 3 and len({r["trial_id"] for r in recs}) == 3
   assert "stop_reason: max-experiments" in out and "best_val_bpb: " in out
   assert (run_dir / "results.tsv").read_text().startswith("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n")
+
+
+def test_two_workers_run_the_baselines_at_once(tmp_path):
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("needs 2 cores")
+  run_dir = tmp_path / "run"
+  proc = run_main("--preset", "tiny", "--agent", "random", "--noise-repeats", "2", "--workers", "2",
+                  "--max-experiments", "2", "--run-dir", str(run_dir))
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-3000:]
+  assert "| 2 workers" in err and "stop_reason: max-experiments" in out
+  recs = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+  assert [r["status"] for r in recs] == ["baseline", "baseline"]
+  first_end = min(r["finished_at"] for r in recs)
+  assert all(r["started_at"] < first_end for r in recs)   # in flight together, not one after the other
