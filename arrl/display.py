@@ -1,7 +1,7 @@
-"""Progress of a search run: one line per finished trial, plus the trial in flight.
+"""Progress of a search run: one line per finished trial, plus the trials in flight.
 
-On a terminal a rich Live panel (redrawn twice a second by rich's own thread in the loop process) shows the
-trial in flight: its id and edit, step, training loss, tokens/s, MFU, the budget left and the early-abort
+On a terminal a rich Live panel (redrawn twice a second by rich's own thread in the loop process) shows each
+trial in flight (several with parallel workers): its id and edit, step, training loss, tokens/s, MFU, the budget left and the early-abort
 prediction, with the run's best, sigma, trials/hour and ETA. Anywhere else (a log file, a pipe) a plain line
 every 10% of a trial's budget replaces the panel. Progress events reach the display through `monitor`, which
 wraps the trial's early-abort watcher in the runner: the watcher decides first and the display only stores
@@ -10,6 +10,7 @@ switches the live part off; no display error reaches the loop.
 """
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from typing import Any, Callable
@@ -75,9 +76,10 @@ class RunDisplay:
     self.max_experiments, self.max_hours = max_experiments, max_hours
     self.refresh_per_second = refresh_per_second
     self.loop: Any = None                 # the SearchLoop (best, sigma, rates, the pending description)
-    self.flight: dict | None = None       # the trial in flight: id, description, start, last event, abort record
+    self.flights: dict[str, dict] = {}    # trials in flight by id: description, start, last event, abort record
     self.failed = False                   # a display error happened: live part off
     self._live: Live | None = None
+    self._start_lock = threading.Lock()
 
   # ---- hooks ------------------------------------------------------------------------------------------
   def attach(self, loop: Any) -> None:
@@ -94,7 +96,7 @@ class RunDisplay:
 
   def trial(self, loop: Any, rec: dict) -> None:
     """Called by the loop after every trial: the trial's summary line."""
-    self.flight = None
+    self.flights.pop(rec["trial_id"], None)
     self._guard("trial line", self._trial_line, loop, rec)
 
   def close(self) -> None:
@@ -121,18 +123,19 @@ class RunDisplay:
       warnings.warn(f"arrl display: {what} failed ({e!r}); the live display is off for this run", stacklevel=2)
 
   def _start(self, trial_id: str) -> None:
-    pend = getattr(self.loop, "pending", None) or {}
-    description = pend.get("description", "") if pend.get("trial_id") == trial_id else ""
-    self.flight = {"trial_id": trial_id, "description": description, "t0": time.monotonic(), "event": None,
-                   "abort": None, "printed": 0}
-    if self.console.is_terminal and not self.failed and self._live is None:
-      self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=self.refresh_per_second,
-                        transient=True, redirect_stdout=False)
-      self._live.start(refresh=True)
+    waiting = [getattr(self.loop, "pending", None) or {}, *getattr(self.loop, "in_flight", [])]
+    description = next((p.get("description", "") for p in waiting if p.get("trial_id") == trial_id), "")
+    self.flights[trial_id] = {"trial_id": trial_id, "description": description, "t0": time.monotonic(),
+                              "event": None, "abort": None, "printed": 0}
+    with self._start_lock:   # parallel workers start trials from their own threads
+      if self.console.is_terminal and not self.failed and self._live is None:
+        self._live = Live(get_renderable=self._render, console=self.console,
+                          refresh_per_second=self.refresh_per_second, transient=True, redirect_stdout=False)
+        self._live.start(refresh=True)
 
   def _progress(self, trial_id: str, event: dict, abort: dict | None) -> None:
-    flight = self.flight
-    if flight is None or flight["trial_id"] != trial_id:
+    flight = self.flights.get(trial_id)
+    if flight is None:
       return
     flight["event"], flight["abort"] = event, abort
     if self.console.is_terminal:
@@ -152,11 +155,9 @@ class RunDisplay:
 
   def panel(self) -> RenderableType:
     """The live panel's content."""
-    flight = self.flight
-    lines = []
-    if flight is None:
-      lines.append("proposing the next trial ...")
-    else:
+    flights = list(self.flights.values())   # a snapshot: trials start and end on other threads
+    lines: list[Any] = [] if flights else ["proposing the next trial ..."]
+    for flight in flights:
       head = Text(f"trial {flight['trial_id']}", style="bold")
       head.append(f"  {_fmt_s(time.monotonic() - flight['t0'])} elapsed  ")
       head.append(flight["description"] or "", style="cyan")

@@ -20,21 +20,34 @@ each confirmation is its own ledger row (status `confirm`, id `<trial_id>-c<i>`,
 the candidate's row, with the decision and `mean_val_bpb`, is appended last. So a kill during a
 confirmation loses only that run. sigma pools every program measured more than once; the kept best's
 score is the mean of all runs of its program.
+
+Parallel workers (`workers` > 1). Up to N trials are in flight at once, each on its own thread calling the
+evaluator (whose executor gives each its own GPU(s) or cores). There is no batch barrier: as soon as one
+trial ends it is recorded and the agent observes it, and the freed worker gets the next proposal
+(`arrl.agents.base.propose_batch`: never a program in flight). The noise baselines run in parallel too;
+candidates wait until the noise is known. One lock serialises everything but the evaluation itself, so
+records, decisions and agent updates happen one trial at a time, in completion order. `state.json` holds
+every trial in flight (`in_flight`), saved before it starts: after a kill -9 each one is observed from
+its ledger record if it finished, else rerun under its id, so the trials in flight are the only loss and
+no trial id is ever duplicated. `elapsed_s` (--max-hours) counts the run's wall-clock hours, not the sum of
+the overlapping trials. With one worker the loop is the sequential one above.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
 import re
 import sys
+import threading
 import time
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from arrl import tree as tree_lib
-from arrl.agents.base import Agent, Outcome, Proposal, SearchState
+from arrl.agents.base import Agent, Outcome, Proposal, SearchState, propose_batch
 from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
@@ -80,8 +93,6 @@ class LoopConfig:
     KeepRule(self.false_keep)  # validates the rate
 
 
-
-
 @dataclasses.dataclass
 class EvalResult:
   status: str                    # ok | crash | diverged | timeout | compile-timeout | aborted
@@ -124,6 +135,23 @@ def _check_types(obj: Any, types: dict[str, tuple[type, ...]], where: str) -> No
       raise ValueError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
 
 
+class _Unlocked:
+  """Evaluator proxy for parallel workers: the loop's lock is released while a trial runs."""
+
+  def __init__(self, inner: Evaluator, lock: threading.Lock):
+    self.inner, self.lock = inner, lock
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self.inner, name)
+
+  def evaluate(self, *args: Any, **kwargs: Any) -> EvalResult:
+    self.lock.release()
+    try:
+      return self.inner.evaluate(*args, **kwargs)
+    finally:
+      self.lock.acquire()
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
   tmp = f"{path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
   with open(tmp, "w") as f:
@@ -136,8 +164,11 @@ def write_json_atomic(path: str, obj: Any) -> None:
 class SearchLoop:
   def __init__(self, space: Space, evaluator: Evaluator, agent: Agent, run_dir: str, oracle: Oracle,
                config: LoopConfig = LoopConfig(), initial: Any = None, force: bool = False,
-               on_trial: Callable[["SearchLoop", dict], None] | None = None):
+               on_trial: Callable[["SearchLoop", dict], None] | None = None, workers: int = 1):
+    if workers < 1:
+      raise ValueError(f"workers must be >= 1, got {workers}")
     self.space, self.evaluator, self.agent, self.oracle, self.config = space, evaluator, agent, oracle, config
+    self.workers = workers
     self.run_dir = run_dir
     self.on_trial = on_trial
     os.makedirs(run_dir, exist_ok=True)
@@ -149,12 +180,15 @@ class SearchLoop:
     self.baseline_scores: list[float] = []
     self.sigma = 0.0
     self.history: list[Outcome] = []
-    self.pending: dict | None = None
+    self.pending: dict | None = None       # the trial in flight (one worker)
+    self.in_flight: list[dict] = []        # the trials in flight (parallel workers), oldest first
     self.elapsed_s = 0.0
     self.executed = 0                      # trials actually run (cached ones excluded)
     self.cached_in_a_row = 0
     self.next_id = self._first_free_id()   # trial ids: generated, never reused (torn tails included)
     self.absorbed = 0                      # ledger records learned from (a state that disagrees is rebuilt)
+    self._wall: tuple[float, float] | None = None   # parallel run: (monotonic start, elapsed_s at start)
+    self._baseline_failures = 0            # the default program's failures in a row, in this process
     if os.path.exists(self.state_path):
       self._resume(force)
     elif config.durable and len(self.ledger):
@@ -177,6 +211,7 @@ class SearchLoop:
         "baseline_scores": self.baseline_scores,
         "sigma": self.sigma, "pending": self.pending, "elapsed_s": self.elapsed_s, "executed": self.executed,
         "cached_in_a_row": self.cached_in_a_row, "next_id": self.next_id, "absorbed": self.absorbed,
+        "in_flight": self.in_flight,
     })
 
   def _first_free_id(self) -> int:
@@ -214,19 +249,20 @@ class SearchLoop:
                        "results would not compare. Use a new --run-dir, or --force to resume anyway")
     if st["agent_name"] != self.agent.name:
       raise ValueError(f"run directory was made by agent {st['agent_name']!r}, not {self.agent.name!r}")
-    _check_types({k: st[k] for k in ("next_id", "absorbed") if k in st},   # absent in older states
-                 {k: (int,) for k in ("next_id", "absorbed") if k in st}, self.state_path)
+    optional = {"next_id": (int,), "absorbed": (int,), "in_flight": (list,)}   # absent in older states
+    _check_types({k: st[k] for k in optional if k in st}, {k: t for k, t in optional.items() if k in st},
+                 self.state_path)
     self.next_id = max(self.next_id, st.get("next_id", 0))
     records = self.ledger.records()
-    pend = st["pending"]
-    in_flight = 0   # the pending trial's rows at the ledger's end: its confirmations, then its own
-    while pend is not None and in_flight < len(records) and pend.get("trial_id") in (
-        records[-1 - in_flight]["trial_id"], records[-1 - in_flight].get("confirms")):
-      in_flight += 1
-    absorbed = st.get("absorbed", len(records) - in_flight)   # older states did not count
-    if absorbed != len(records) - in_flight:
+    pend, in_flight = st["pending"], st.get("in_flight", [])
+    waiting = {p.get("trial_id") for p in [pend, *in_flight] if isinstance(p, dict)}
+    # Rows of trials still waiting to be learned from: their confirmations, and at most one finished row
+    # (trials are recorded and learned one at a time); with parallel workers other rows may lie between them.
+    unlearned = sum(r["trial_id"] in waiting or r.get("confirms") in waiting for r in records)
+    absorbed = st.get("absorbed", len(records) - unlearned)   # older states did not count
+    if absorbed != len(records) - unlearned:
       return self._rebuild(f"{self.state_path} counts {absorbed} finished trials, {self.ledger.path} has "
-                           f"{len(records) - in_flight}")
+                           f"{len(records) - unlearned}")
     if st["best_id"] is not None and st["best_id"] not in {r["trial_id"] for r in records}:
       return self._rebuild(f"the best trial {st['best_id']!r} of {self.state_path} is not in {self.ledger.path}")
     self._check_ledger()
@@ -237,14 +273,15 @@ class SearchLoop:
     self.current = self._tree(st["current"], f"{self.state_path}: current")
     self.baseline_scores, self.sigma = st["baseline_scores"], st["sigma"]
     self.pending = self._check_pending(pend) if pend is not None else None
+    self.in_flight = [self._check_pending(p) for p in in_flight]
     self.elapsed_s = st["elapsed_s"]
     self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
     self.best = next((r for r in records if r["trial_id"] == st["best_id"]), None)
     self.best_score = st["best_score"]
     self.history = [self._outcome(r) for r in records if r.get("status") != "baseline" and not r.get("confirms")]
     self.absorbed = absorbed
-    if self.pending is not pend:   # the pending trial got a fresh id
-      self._save()
+    if self.pending is not pend or any(a is not b for a, b in zip(self.in_flight, in_flight)):
+      self._save()   # a trial in flight got a fresh id
 
   def _check_pending(self, pend: dict) -> dict:
     where = f"{self.state_path}: pending"
@@ -301,29 +338,40 @@ class SearchLoop:
   def state(self) -> SearchState:
     return SearchState(space=self.space, current=self.current,
                        best_score=self.best_score, sigma=self.sigma,
-                       history=self.history, budget_used=self.oracle.budget_used(self.executed, self.elapsed_s))
+                       history=self.history, budget_used=self.oracle.budget_used(self.executed, self.elapsed_s),
+                       in_flight=tuple(tree_lib.from_json(p["program"]) for p in self.in_flight))
 
   def _new_id(self) -> str:
     self.next_id += 1
     return f"{self.next_id - 1:06d}"
 
   def _propose(self) -> dict:
-    in_baseline = self.best_score is None
-    if in_baseline:
-      prop = Proposal(tree=self.current, parent=None, info={"baseline": len(self.baseline_scores)})
-    else:
-      try:   # agent state is read from disk too: nothing off the space runs, whatever its source
-        prop = self.agent.propose(self.state())
+    if self.best_score is None:
+      return self._baseline(len(self.baseline_scores))
+    return self._pending(self._ask(1)[0], baseline=False)
+
+  def _ask(self, n: int) -> list[Proposal]:
+    """Up to n proposals of the agent (with nothing in flight and n = 1, its plain `propose`)."""
+    try:   # agent state is read from disk too: nothing off the space runs, whatever its source
+      state = self.state()
+      props = [self.agent.propose(state)] if n == 1 and not self.in_flight else propose_batch(self.agent, state, n)
+      for prop in props:
         self.space.validate(prop.tree)
-      except ValueError as e:
-        raise LoopError(f"agent {self.agent.name} cannot propose a program on the space ({e}); if "
-                        f"{self.state_path} was edited, delete it to rebuild the state from the ledger") from None
+    except ValueError as e:
+      raise LoopError(f"agent {self.agent.name} cannot propose a program on the space ({e}); if "
+                      f"{self.state_path} was edited, delete it to rebuild the state from the ledger") from None
+    return props
+
+  def _baseline(self, index: int) -> dict:
+    return self._pending(Proposal(tree=self.current, parent=None, info={"baseline": index}), baseline=True)
+
+  def _pending(self, prop: Proposal, baseline: bool) -> dict:
     return {
-        "trial_id": self._new_id(), "baseline": in_baseline,
+        "trial_id": self._new_id(), "baseline": baseline,
         "program": tree_lib.to_json(prop.tree),
         "parent_program": tree_lib.to_json(prop.parent) if prop.parent is not None else None,
         "edits": [e.to_dict() for e in prop.edits], "agent": prop.info,
-        "description": ("baseline" if in_baseline else
+        "description": ("baseline" if baseline else
                         tree_lib.diff(prop.parent, prop.tree) if prop.parent is not None else "random sample"),
     }
 
@@ -353,9 +401,12 @@ class SearchLoop:
   def step(self) -> dict:
     """Propose (or resume the pending trial), run, record, learn. Returns the ledger record."""
     if self.pending is None:
-      self.pending = self._propose()
+      self.pending = self.in_flight[0] if self.in_flight else self._propose()   # resumed from parallel workers
       self._save()
-    pend = self.pending
+    return self.complete(self.pending)
+
+  def complete(self, pend: dict) -> dict:
+    """Run the pending trial (or find it in the ledger: never run twice), record it, let the agent observe it."""
     rec = self._recorded(pend["trial_id"], tree_lib.digest(tree_lib.from_json(pend["program"]))) or self._finish(pend)
     self._learn(pend, rec)
     return rec
@@ -438,6 +489,8 @@ class SearchLoop:
     self.absorbed += len(chain)
     for r in chain:
       self._count_run(r)
+    if self._wall is not None:   # parallel workers: hours of the run, not the sum of overlapping trials
+      self.elapsed_s = self._wall[1] + time.monotonic() - self._wall[0]
     self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
     if pend["baseline"]:
       if rec["run_status"] == "ok":
@@ -455,22 +508,107 @@ class SearchLoop:
       self.history.append(outcome)
       self.agent.observe(self.state(), outcome)
     self.pending = None
+    self.in_flight = [p for p in self.in_flight if p["trial_id"] != rec["trial_id"]]
     self._save()
     if self.on_trial:
       self.on_trial(self, rec)
 
+  def stop_reason(self, busy: int = 0) -> str | None:
+    """Why the loop must not start another trial, counting `busy` trials in flight as run (else None)."""
+    reason = self.oracle.check(executed=self.executed + busy, elapsed_s=self.elapsed_s, history=self.history,
+                               sigma=self.sigma, entropy=self.agent.entropy())
+    if reason is None and self.cached_in_a_row >= MAX_CACHED_IN_A_ROW:
+      reason = f"exhausted: {MAX_CACHED_IN_A_ROW} proposals in a row were already measured"
+    return reason
+
+  def _baseline_failed(self, rec: dict) -> str | None:
+    """Counts the default program's failures in a row (in this process only: a resume after fixing the cause
+    tries again); the stop reason once there are MAX_BASELINE_FAILURES."""
+    self._baseline_failures = self._baseline_failures + 1 if is_baseline(rec) and rec["status"] != "baseline" else 0
+    if self._baseline_failures < MAX_BASELINE_FAILURES:
+      return None
+    return (f"{BASELINE_FAILED}: the default program failed {self._baseline_failures} times in a row "
+            f"(trial {rec['trial_id']} {rec['status']}: {error_line(rec) or 'no error text'})")
+
   def run(self) -> str:
     """Run until the oracle (or exhaustion, or a baseline that keeps failing) stops the loop; returns the reason."""
-    baseline_failures = 0   # in this process only: a resume after fixing the cause tries again
+    self._baseline_failures = 0
+    if self.workers > 1:
+      return self._run_parallel()
     while True:
-      reason = self.oracle.check(executed=self.executed, elapsed_s=self.elapsed_s, history=self.history,
-                                 sigma=self.sigma, entropy=self.agent.entropy())
-      if reason is None and self.cached_in_a_row >= MAX_CACHED_IN_A_ROW:
-        reason = f"exhausted: {MAX_CACHED_IN_A_ROW} proposals in a row were already measured"
+      reason = self.stop_reason()
       if reason:
         return reason
-      rec = self.step()
-      baseline_failures = baseline_failures + 1 if is_baseline(rec) and rec["status"] != "baseline" else 0
-      if baseline_failures >= MAX_BASELINE_FAILURES:
-        return (f"{BASELINE_FAILED}: the default program failed {baseline_failures} times in a row "
-                f"(trial {rec['trial_id']} {rec['status']}: {error_line(rec) or 'no error text'})")
+      reason = self._baseline_failed(self.step())
+      if reason:
+        return reason
+
+  # ---- parallel workers --------------------------------------------------------------------------
+  def room(self, busy: int) -> int:
+    """How many trials may start now, with `busy` in flight: free workers, within the oracle's limits."""
+    if self.stop_reason(busy) is not None:
+      return 0
+    room = self.workers - busy
+    if self.oracle.max_experiments is not None:   # never start more trials than the run has left
+      room = min(room, self.oracle.max_experiments - self.executed - busy)
+    return room
+
+  def fill(self, free: int) -> list[dict]:
+    """Proposals for up to `free` idle workers, each saved in `in_flight` before it is returned.
+
+    Baselines first (as many as still needed, in parallel); candidates once the noise is known. Fewer (or
+    none) when the agent only finds programs in flight: the caller waits for a trial to end.
+    """
+    new: list[dict] = []
+    if free <= 0:
+      return new
+    if self.best_score is None:
+      started = len(self.baseline_scores) + sum(p["baseline"] for p in self.in_flight)
+      for i in range(min(free, self.config.noise_repeats - started)):
+        new.append(self._baseline(started + i))
+        self.in_flight.append(new[-1])
+    else:
+      for prop in self._ask(free):
+        new.append(self._pending(prop, baseline=False))
+        self.in_flight.append(new[-1])
+    if new:
+      self._save()
+    return new
+
+  def _run_parallel(self) -> str:
+    lock = threading.Lock()   # held by whichever thread touches the loop's state; released while trials run
+    evaluator, self.evaluator = self.evaluator, _Unlocked(self.evaluator, lock)
+
+    def trial(pend: dict) -> dict:
+      with lock:
+        return self.complete(pend)
+
+    pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="arrl-trial")
+    running: dict[concurrent.futures.Future, dict] = {}
+    failed: str | None = None   # the baseline kept failing: start nothing more, let the rest finish
+    lock.acquire()
+    self._wall = (time.monotonic(), self.elapsed_s)
+    try:
+      if self.pending is not None:   # resumed from a one-worker run: its pending trial goes first
+        self.in_flight = [self.pending, *(p for p in self.in_flight if p["trial_id"] != self.pending["trial_id"])]
+        self.pending = None
+        self._save()
+      for pend in self.in_flight:    # resumed: the trials that were in flight
+        running[pool.submit(trial, pend)] = pend
+      while True:
+        for pend in self.fill(0 if failed else self.room(len(running))):
+          running[pool.submit(trial, pend)] = pend
+        if not running:   # nothing may start and nothing runs: the oracle (or the baseline) said stop
+          return failed or self.stop_reason() or "exhausted: no proposal"
+        lock.release()
+        try:
+          done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+        finally:
+          lock.acquire()
+        for future in done:
+          del running[future]
+          failed = failed or self._baseline_failed(future.result())   # a cancelled trial or a bug ends the run
+    finally:
+      lock.release()
+      pool.shutdown(wait=True)   # trials still running finish (or are cancelled) and are recorded
+      self.evaluator, self._wall = evaluator, None

@@ -32,7 +32,8 @@ from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
 from arrl.plugins import load_run_plugins, record as record_plugins
-from arrl.runner import LocalProcessExecutor, TrialCancelled
+from arrl.parallel import Slot, SlotExecutor, plan_slots
+from arrl.runner import Executor, TrialCancelled
 from arrl.space import Space
 from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import Program, check_seed
@@ -42,12 +43,13 @@ DEFAULT_AGENT = "ppo"
 _USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
 RUN_FILE = "run.json"
 # Flags that define a run, stored in RUN_DIR/run.json (flag dest -> accepted JSON types). The others
-# (--max-experiments, --max-hours, --force, --cache-dir) may change on every resume.
+# (--max-experiments, --max-hours, --force, --cache-dir, --workers, --executor, ...) may change on every resume.
 RUN_FLAGS: dict[str, tuple[type, ...]] = {
     "preset": (str,), "budget_s": (int, float), "agent": (str,), "seed": (int,), "data": (str, type(None)),
     "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,),
     "false_keep": (int, float), "confirm": (int,), "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
 _PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume from another directory finds them
+_INIT_NAMES = ("pretrained", "none")                # --agent-init values that are not paths
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--agent", default=DEFAULT_AGENT, help=f"search agent: {', '.join(sorted(AGENTS))}")
   p.add_argument("--seed", type=seed_arg, default=0,
                  help="seed of the agent and of the trials' training (run r of a program: seed + r)")
-  p.add_argument("--agent-init", help="warm-start the ppo agent's network from an earlier run's RUN_DIR/ppo")
+  p.add_argument("--agent-init", help="where the ppo network starts: 'pretrained' (default: the meta-trained one "
+                                      "shipped in arrl/ppo/pretrained), 'none' (from scratch) or an earlier run's RUN_DIR/ppo")
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
   p.add_argument("--noise-repeats", type=int, default=3,
@@ -82,10 +85,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       "Program JSON whose missing fields keep the preset's values, or a ledger 'program' tree")
   p.add_argument("--cache-dir",
                  help="tokenizer, token and JAX compilation caches (default: $ARRL_CACHE or ~/.cache/arrl)")
+  p.add_argument("--workers", type=int, help="trials in flight at once (default: local, one per --devices-per-trial "
+                 "GPUs, 1 without GPU; ray, what the cluster holds)")
+  p.add_argument("--devices-per-trial", type=int, default=1, help="devices one trial trains on (data-parallel)")
+  p.add_argument("--executor", choices=["local", "ray"], default="local", help="where trials run")
+  p.add_argument("--ray-address", help="Ray cluster to join, e.g. HEAD_IP:6379 or auto (default: a local Ray)")
   args = p.parse_args(argv)
   for action in p._actions:   # parse again without defaults: which flags did the user give?
     action.default = argparse.SUPPRESS
   args.explicit = set(vars(p.parse_args(argv)))
+  for name in ("workers", "devices_per_trial"):
+    if getattr(args, name) is not None and getattr(args, name) < 1:
+      p.error(f"--{name.replace('_', '-')} must be >= 1")
+  if args.ray_address and args.executor != "ray":
+    p.error("--ray-address needs --executor ray")
   for name in ("max_experiments", "noise_repeats"):
     if getattr(args, name) is not None and getattr(args, name) < 1:
       p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -108,7 +121,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
   """Takes the run-defining flags from RUN_DIR/run.json when it exists; a flag given with another value is an
   error (one line). Checks --agent-init. Creates nothing."""
   for name in _PATH_FLAGS:
-    if getattr(args, name):
+    if getattr(args, name) and getattr(args, name) not in _INIT_NAMES:
       setattr(args, name, os.path.abspath(getattr(args, name)))
   path = os.path.join(args.run_dir, RUN_FILE) if args.run_dir else None
   if path and os.path.isfile(path):
@@ -138,7 +151,7 @@ def apply_run_config(args: argparse.Namespace) -> None:
   if "agent_init" in args.explicit:   # a stored one was checked when the run began
     if args.agent != "ppo":
       raise ValueError(f"--agent-init only applies to --agent ppo (this run's agent is {args.agent})")
-    if not os.path.isdir(args.agent_init):
+    if args.agent_init not in _INIT_NAMES and not os.path.isdir(args.agent_init):
       raise ValueError(f"--agent-init {args.agent_init}: no such directory (give an earlier run's RUN_DIR/ppo)")
 
 
@@ -189,6 +202,23 @@ def load_initial(path: str, space: Space, preset_program: Program) -> tree_lib.N
   return tree
 
 
+def build_executor(args: argparse.Namespace) -> tuple[Executor, int]:
+  """The trial executor and how many trials it runs at once."""
+  if args.executor == "ray":
+    from arrl.ray_executor import RayExecutor
+    k, env = args.devices_per_trial, {}
+    if _USER_PREALLOCATE is not None:
+      env["XLA_PYTHON_CLIENT_PREALLOCATE"] = _USER_PREALLOCATE
+    if args.preset == "gpu":   # Ray grants each task its GPUs (CUDA_VISIBLE_DEVICES)
+      ex = RayExecutor(args.ray_address, num_cpus=1, num_gpus=k, env=env)
+    else:                      # CPU trials: k host devices on k logical CPUs
+      env.update(Slot(0, devices=k).env())
+      ex = RayExecutor(args.ray_address, num_cpus=k, env=env)
+    return ex, args.workers or ex.workers
+  slots = plan_slots(args.workers, args.devices_per_trial)
+  return SlotExecutor(slots, env=worker_env()), len(slots)
+
+
 def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDisplay | None) -> SearchLoop:
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
@@ -201,8 +231,10 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   print(f"preparing data for preset {preset.name} ...", file=sys.stderr, flush=True)
   data = load_run_data(preset, args.data, args.val_data, args.cache_dir)  # warms the cache workers read
   digest = data.env_digest(preset, budget)
+  executor, workers = build_executor(args)
   evaluator = NanochatEvaluator(
-      executor=LocalProcessExecutor(env=worker_env()), preset=preset.name, budget_s=budget, compile_cap_s=preset.compile_cap_s,
+      executor=executor, devices=args.devices_per_trial, preset=preset.name, budget_s=budget,
+      compile_cap_s=preset.compile_cap_s,
       env_digest=digest, run_dir=args.run_dir, data=args.data, val_data=args.val_data, cache_dir=args.cache_dir,
       seed=args.seed, abort=AbortPolicy(enabled=not args.no_abort), cancel=lambda: signals.abandon_requested,
       watch=display.monitor if display else None, plugins=tuple(plugins))
@@ -213,12 +245,13 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   if args.agent == "evolution":
     agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
-    agent_kwargs["init_from"] = args.agent_init
+    agent_kwargs["init_from"] = args.agent_init or "pretrained"
   loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, false_keep=args.false_keep,
                                        confirm=args.confirm, remeasure=args.remeasure),
-                    initial=initial, force=args.force, on_trial=display.trial if display else None)
+                    initial=initial, force=args.force, on_trial=display.trial if display else None,
+                    workers=workers)
   record_plugins(args.run_dir, plugins)
   return loop
 
@@ -248,7 +281,8 @@ def _run(args: argparse.Namespace, signals: StopSignals, created: bool) -> int:
       shutil.rmtree(args.run_dir, ignore_errors=True)
     return 2
   print(f"run {loop.run_dir} | agent {args.agent} | env {loop.evaluator.env_digest} | "
-        f"{len(loop.ledger)} trials so far", file=sys.stderr, flush=True)
+        f"{len(loop.ledger)} trials so far" + (f" | {loop.workers} workers" if loop.workers > 1 else ""),
+        file=sys.stderr, flush=True)
   display.attach(loop)
   try:
     reason = loop.run()

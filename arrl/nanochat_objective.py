@@ -43,8 +43,8 @@ def run_trial(payload: dict, ctx: Any) -> dict:
                  mfu=100 * token_flops * tok_s / peak_flops())
     return ctx.should_stop()
 
-  res = train(program, preset, data, seed=payload.get("seed", 0),
-              budget_s=payload["budget_s"], on_progress=on_progress, log=lambda s: print(s, flush=True))
+  res = train(program, preset, data, seed=payload.get("seed", 0), budget_s=payload["budget_s"],
+              on_progress=on_progress, log=lambda s: print(s, flush=True), devices=payload.get("devices", 1))
   print(res.summary(), flush=True)
   out = dataclasses.asdict(res)
   del out["loss_curve"]  # the parent rebuilt it from the progress events
@@ -63,6 +63,7 @@ class NanochatEvaluator:
   val_data: str | None = None
   cache_dir: str | None = None
   seed: int = 0
+  devices: int = 1             # devices per trial (data-parallel); the executor's slots provide them
   abort: AbortPolicy = AbortPolicy()
   cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
@@ -71,8 +72,8 @@ class NanochatEvaluator:
   def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
     seed = (self.seed + replicate) % MAX_SEED   # run r of a program sees another data order (and initialisation)
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
-               "seed": seed, "data": self.data, "val_data": self.val_data, "cache_dir": self.cache_dir,
-               "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
+               "seed": seed, "devices": self.devices, "data": self.data, "val_data": self.val_data,
+               "cache_dir": self.cache_dir, "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
     os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
     job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=self.budget_s,
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,

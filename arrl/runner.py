@@ -298,8 +298,9 @@ class LocalProcessExecutor:
 
   def __init__(self, limits: WorkerLimits | None = None, jax_cache_dir: str | None = _DEFAULT_JAX_CACHE,
                pythonpath: tuple[str, ...] = (), env: dict[str, str] | None = None,
-               python: str = sys.executable):
+               python: str = sys.executable, cpus: tuple[int, ...] = ()):
     self.limits = limits or WorkerLimits()
+    self.cpus = tuple(cpus)   # cores the worker pins itself to (arrl.parallel slots); () = not pinned
     self.env = dict(os.environ if env is None else env)
     if jax_cache_dir == _DEFAULT_JAX_CACHE:
       jax_cache_dir = str(cache.jax_cache_dir(self.env.get("ARRL_CACHE")))
@@ -321,6 +322,8 @@ class LocalProcessExecutor:
     cmd = [self.python, "-m", "arrl.worker", "--parent-pid", str(os.getpid())]
     if self.limits.rlimit_as_mb:
       cmd += ["--rlimit-as-mb", str(self.limits.rlimit_as_mb)]
+    if self.cpus:
+      cmd += ["--cpus", ",".join(map(str, self.cpus))]
     event_r, event_w = os.pipe()
     try:
       proc = subprocess.Popen(cmd + ["--event-fd", str(event_w)], stdin=subprocess.PIPE,

@@ -154,7 +154,8 @@ def as_space(space: Space | dict) -> Space:
 
 def search(space: Space | dict, objective: Callable[[dict], float], agent: str = "random", max_trials: int = 100,
            seed: int = 0, run_dir: str | None = None, noise_repeats: int = 1, false_keep: float = 0.05,
-           confirm: int = 0, agent_kwargs: dict | None = None, trial_timeout_s: float | None = None) -> SearchResult:
+           confirm: int = 0, agent_kwargs: dict | None = None, trial_timeout_s: float | None = None,
+           workers: int = 1) -> SearchResult:
   """Minimise `objective` over `space` with `agent` for `max_trials` evaluated programs.
 
   The first trial evaluates the space's default program (`noise_repeats` times). Programs already
@@ -166,6 +167,14 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
   `run_dir` keeps the ledger; rerunning with the same run_dir (same objective and space) resumes.
   `trial_timeout_s`: run each call in a forked child and record a timeout after that many seconds
   (see the module docstring for which objectives qualify).
+
+  `workers` > 1 evaluates that many programs at once (asynchronous: a free worker gets the next proposal at
+  once), each call from its own thread. In-process, this pays off for objectives that are thread-safe and
+  spend their time outside the Python interpreter's lock: waiting on a subprocess, a remote job or I/O, or
+  inside numpy, JAX or another library that releases the GIL; a pure-Python objective gains nothing. With
+  `trial_timeout_s` each call runs in its own forked process, so pure-Python objectives run in parallel
+  too (they must be fork-safe, as above). Trial order then depends on timing, so the same seed no longer
+  gives the same trials.
   """
   if max_trials < 1:
     raise ValueError("max_trials must be >= 1")
@@ -188,7 +197,7 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
                       make_agent(agent, seed=seed, **agent_kwargs), run_dir,
                       Oracle(max_experiments=max_trials, patience=None),
                       LoopConfig(noise_repeats=noise_repeats, false_keep=false_keep, confirm=confirm,
-                                 durable=tmp is None))
+                                 durable=tmp is None), workers=workers)
     reason = loop.run()
     trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
                     score=r.get("val_bpb"), status=r["status"], cached=bool(r.get("cached")))

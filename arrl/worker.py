@@ -1,4 +1,4 @@
-"""Trial worker: `python -m arrl.worker --event-fd N --parent-pid P [--rlimit-as-mb M]`.
+"""Trial worker: `python -m arrl.worker --event-fd N --parent-pid P [--rlimit-as-mb M] [--cpus 0,1]`.
 
 Runs one trial function in its own process (started by `arrl.runner.LocalProcessExecutor`). Protocol:
   stdin      the job as JSON: {"trial_id", "fn": "module:function", "payload"}; read once at start;
@@ -90,8 +90,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--event-fd", type=int, required=True)
   parser.add_argument("--parent-pid", type=int, required=True)
   parser.add_argument("--rlimit-as-mb", type=float, default=None)
+  parser.add_argument("--cpus", help="comma-separated cores to pin this worker (and its threads) to")
   args = parser.parse_args(argv)
   _die_with_parent(args.parent_pid)
+  if args.cpus:   # before any import that sizes a thread pool from the affinity mask (XLA, OpenMP)
+    os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
   faulthandler.enable()   # a segfault leaves a Python traceback in the log tail
   if args.rlimit_as_mb:
     limit = int(args.rlimit_as_mb * 2**20)

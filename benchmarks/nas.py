@@ -23,6 +23,11 @@ from benchmarks.stats import mean_ci
 
 UNIFORM = "uniform"
 CHECKPOINTS = (25, 50, 100, 150)
+# Named variants of registered agents: name -> (agent, its options)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ppo-scratch": ("ppo", {"init_from": "none"}),           # no meta-training: a fresh network, within-run PPO
+    "ppo-frozen": ("ppo", {"update_every": 0}),              # the pretrained network, no within-run updates
+}
 
 
 def regret_curves(bench: NasBenchGraph, queried: list[Record], queries: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +64,9 @@ def run_agent(bench: NasBenchGraph, agent: str, seed: int, queries: int,
     queried, stop = [bench.table[keys[i]] for i in order], "max-experiments"
     distinct = len(queried)
   else:
-    res = arrl.search.search(bench.space, bench.objective, agent=agent, max_trials=queries, seed=seed,
-                             noise_repeats=1, false_keep=0.5, agent_kwargs=agent_kwargs)
+    name, options = VARIANTS.get(agent, (agent, {}))
+    res = arrl.search.search(bench.space, bench.objective, agent=name, max_trials=queries, seed=seed,
+                             noise_repeats=1, false_keep=0.5, agent_kwargs={**options, **(agent_kwargs or {})})
     params = [t.params for t in res.trials if not t.cached]
     queried, stop = [bench.record(p) for p in params], res.stop_reason
     distinct = len({bench.key(p) for p in params})
@@ -77,7 +83,10 @@ def summarize(runs: list[dict[str, Any]], queries: int) -> dict[str, Any]:
         for q in [*(c for c in CHECKPOINTS if c < queries), queries]}  # JSON keys: strings
   valid_mean_N, valid_lo_N, valid_hi_N = mean_ci(np.array([r["valid_regret"] for r in runs]))
   final_valid = {"mean": float(valid_mean_N[-1]), "lo": float(valid_lo_N[-1]), "hi": float(valid_hi_N[-1])}
-  return {"mean": mean_N.tolist(), "lo": lo_N.tolist(), "hi": hi_N.tolist(), "at": at, "final_valid": final_valid,
+  valid_at = {q: {"mean": float(valid_mean_N[int(q) - 1]), "lo": float(valid_lo_N[int(q) - 1]),
+                  "hi": float(valid_hi_N[int(q) - 1])} for q in at}
+  return {"mean": mean_N.tolist(), "lo": lo_N.tolist(), "hi": hi_N.tolist(), "at": at, "valid_at": valid_at,
+          "final_valid": final_valid,
           "early_stops": sum(r["queries_run"] < queries for r in runs),
           "seconds_per_run": float(np.mean([r["seconds"] for r in runs])), "runs": runs}
 

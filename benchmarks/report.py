@@ -96,22 +96,25 @@ def _ci(d: dict[str, float], fmt: str = ".2f") -> str:
   return f"{d['mean']:{fmt}} [{d['lo']:{fmt}}, {d['hi']:{fmt}}]"
 
 
-def nas_table(res: dict[str, Any]) -> list[str]:
-  agents = res["agents"]
-  checkpoints = sorted({q for s in agents.values() for q in s["at"]}, key=int)
-  best = {q: min(s["at"][q]["mean"] for s in agents.values()) for q in checkpoints}
-  header = [f"{q} queries" for q in checkpoints] + [f"valid regret @{checkpoints[-1]}", "s/run"]
+def nas_table(res: dict[str, Any], key: str = "at") -> list[str]:
+  """Regret at each checkpoint, one row an agent: test regret (key "at") or validation regret ("valid_at")."""
+  agents = {a: s for a, s in res["agents"].items() if key in s}
+  checkpoints = sorted({q for s in agents.values() for q in s[key]}, key=int)
+  best = {q: min(s[key][q]["mean"] for s in agents.values()) for q in checkpoints}
+  header = [f"{q} queries" for q in checkpoints] + [f"valid regret @{checkpoints[-1]}", "s/run", "seeds"]
   lines = ["| agent | " + " | ".join(header) + " |",
-           "|---|" + "---|" * (len(checkpoints) + 2)]
-  for agent, s in sorted(agents.items(), key=lambda kv: kv[1]["at"][checkpoints[-1]]["mean"]):
-    cells = [f"**{_ci(s['at'][q])}**" if s["at"][q]["mean"] == best[q] else _ci(s["at"][q]) for q in checkpoints]
-    lines.append(f"| {agent} | " + " | ".join(cells) + f" | {_ci(s['final_valid'])} | {s['seconds_per_run']:.1f} |")
+           "|---|" + "---|" * (len(checkpoints) + 3)]
+  for agent, s in sorted(agents.items(), key=lambda kv: kv[1][key][checkpoints[-1]]["mean"]):
+    cells = [f"**{_ci(s[key][q])}**" if s[key][q]["mean"] == best[q] else _ci(s[key][q]) for q in checkpoints]
+    lines.append(f"| {agent} | " + " | ".join(cells) + f" | {_ci(s['final_valid'])} | {s['seconds_per_run']:.1f} | "
+                 f"{len(s['runs'])} |")
   return lines
 
 
 def _compare(agents: dict[str, Any], pick: Callable[[dict], dict], what: str, q: int) -> str:
   ours = pick(agents[PROJECT_AGENT])
-  name, base = min(((a, pick(s)) for a, s in agents.items() if a != PROJECT_AGENT), key=lambda kv: kv[1]["mean"])
+  name, base = min(((a, pick(s)) for a, s in agents.items() if a.split("-")[0] != PROJECT_AGENT),  # not its variants
+                   key=lambda kv: kv[1]["mean"])
   overlap = ours["lo"] <= base["hi"] and base["lo"] <= ours["hi"]
   outcome = "beats" if ours["mean"] < base["mean"] else "loses to" if ours["mean"] > base["mean"] else "ties"
   sig = "the 95% intervals overlap" if overlap else "the 95% intervals do not overlap"
@@ -126,6 +129,8 @@ def verdict(res: dict[str, Any]) -> str:
   q = max((k for s in agents.values() for k in s["at"]), key=int)
   if PROJECT_AGENT not in agents:
     return f"`{PROJECT_AGENT}` was not benchmarked (not registered in arrl.agents.AGENTS when this ran)."
+  if all(a.split("-")[0] == PROJECT_AGENT for a in agents):
+    return f"No baseline ran beside `{PROJECT_AGENT}` here."
   return (_compare(agents, lambda s: s["at"][q], "test regret", int(q)) + " "
           + _compare(agents, lambda s: s["final_valid"], "validation regret", int(q)))
 
@@ -182,16 +187,18 @@ def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     out += ["## NAS-Bench-Graph", "",
             f"Test regret (percentage points of test accuracy) of the best-validation architecture found so far, "
-            f"after N queries; mean [95% t-interval] over {cfg['nas_seeds']} seeds; lower is better, best in bold. The "
+            f"after N queries; mean [95% t-interval] over seeds (column `seeds`); lower is better, best in bold. The "
             "validation regret (same selection, validation accuracy: the objective the agents minimise) shows the "
             "search itself; the gap to the test regret is the benchmark's validation/test mismatch. "
             "`uniform` is uniform random search over the table (a reference, not an arrl agent); arrl's `random` "
-            "is a random edit of the kept program. Each heading gives the test regret of the table's best-validation "
+            "is a random edit of the kept program that leads to an unmeasured program; `local` is local search (White "
+            "et al. 2021); `ppo` starts from the shipped meta-trained network, `ppo-frozen` is it without within-run "
+            "updates, `ppo-scratch` a fresh network with within-run PPO only. Each heading gives the test regret of the table's best-validation "
             "architecture (what finding the validation optimum would score; not a floor).", ""]
     for dataset, res in results["nas"].items():
       out += [f"### {dataset} ({res['architectures']} architectures, best test {100 * res['best_test']:.2f}%, "
-              f"best-validation architecture's regret {res['best_valid_regret']:.2f} pp)", "", *nas_table(res), "",
-              verdict(res), ""]
+              f"best-validation architecture's regret {res['best_valid_regret']:.2f} pp)", "", "Test regret:", "",
+              *nas_table(res), "", "Validation regret:", "", *nas_table(res, "valid_at"), "", verdict(res), ""]
       stops = {a: s["early_stops"] for a, s in res["agents"].items() if s["early_stops"]}
       if stops:
         out += [f"Runs that stopped before {cfg['nas_queries']} queries (200 proposals in a row had all been "

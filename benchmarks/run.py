@@ -24,7 +24,7 @@ from arrl.agents import AGENTS
 from benchmarks import lm, nas, report
 from benchmarks.nasbench_graph import DATASETS
 
-BASELINES = ("random", "greedy", "evolution", "tpe")
+BASELINES = ("local", "random", "greedy", "evolution", "tpe")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--nas-seeds", type=int)
   p.add_argument("--nas-queries", type=int)
   p.add_argument("--no-lm", action="store_true", help="skip the LM search")
+  p.add_argument("--merge-from", action="append", default=[],
+                 help="an earlier run's OUT (repeatable): its NAS results for agents and datasets not run now join "
+                      "this report")
+  p.add_argument("--merge-only", action="store_true", help="run nothing: only merge the --merge-from results")
   p.add_argument("--lm-preset", choices=["tiny", "cpu", "gpu"])
   p.add_argument("--lm-budget-s", type=float)
   p.add_argument("--lm-trials", type=int)
@@ -76,8 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   if args.lm_budget_s is not None and args.lm_budget_s <= 0:
     p.error("--lm-budget-s must be > 0")
   for agent in args.agents or ():
-    if agent not in AGENTS and agent != nas.UNIFORM:
-      p.error(f"unknown agent {agent!r}; registered: {', '.join(sorted(AGENTS))} (and {nas.UNIFORM!r} for NAS)")
+    if agent not in AGENTS and agent != nas.UNIFORM and agent not in nas.VARIANTS:
+      p.error(f"unknown agent {agent!r}; registered: {', '.join(sorted(AGENTS))} (and {nas.UNIFORM!r}, "
+              f"{', '.join(nas.VARIANTS)} for NAS)")
   for agent in args.lm_agents or ():
     if agent not in AGENTS:
       p.error(f"unknown LM agent {agent!r}; registered: {', '.join(sorted(AGENTS))}")
@@ -101,11 +106,29 @@ def configure(args: argparse.Namespace) -> tuple[Suite, list[str], list[str]]:
   if args.agents:
     agents = list(args.agents)
   else:
-    agents = [report.PROJECT_AGENT] if report.PROJECT_AGENT in AGENTS else []
+    agents = [report.PROJECT_AGENT, "ppo-scratch"] if report.PROJECT_AGENT in AGENTS else []
     if not agents:
       notes.append(f"`{report.PROJECT_AGENT}` is not registered in arrl.agents.AGENTS: benchmarked without it.")
     agents += [*BASELINES, nas.UNIFORM]
   return suite, agents, notes
+
+
+def merge_nas(results: dict, path: str) -> None:
+  """Adds the NAS agents of an earlier results.json (same queries) that this run lacks; their seed counts may
+  differ (each summary keeps its runs, and the note says so)."""
+  with open(path) as f:
+    earlier = json.load(f)
+  if earlier["config"]["nas_queries"] != results["config"]["nas_queries"]:
+    raise ValueError(f"{path}: ran with another nas_queries than this run; not merged")
+  for dataset, res in earlier["nas"].items():
+    mine = results["nas"].setdefault(dataset, {**res, "agents": {}})
+    for agent, summary in res["agents"].items():
+      mine["agents"].setdefault(agent, summary)
+  results["agents"] += [a for a in earlier["agents"] if a not in results["agents"]]
+  results["notes"].append(f"NAS results of {', '.join(a for a in earlier['agents'])} ({earlier['config']['nas_seeds']} "
+                          f"seeds) merged from {path} "
+                          f"({earlier['command']}, git {earlier['machine']['git_commit']}, load "
+                          f"{earlier['machine']['load_average']}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
   results = {"suite": args.suite, "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None
                                                                                        else argv),
              "config": dataclasses.asdict(suite), "agents": agents, "machine": report.machine(), "notes": notes}
-  results["nas"] = nas.run_nas(list(suite.datasets), agents, suite.nas_seeds, suite.nas_queries, log)
+  if args.merge_only:
+    suite = dataclasses.replace(suite, lm_preset=None)
+    results["config"], results["agents"] = dataclasses.asdict(suite), []
+  results["nas"] = {} if args.merge_only else nas.run_nas(list(suite.datasets), agents, suite.nas_seeds,
+                                                          suite.nas_queries, log)
+  for earlier in args.merge_from:
+    merge_nas(results, os.path.join(earlier, "results.json"))
   for dataset, res in results["nas"].items():
     report.plot_nas(dataset, res, os.path.join(args.out, f"nas_{dataset}.png"))
   if suite.lm_preset is None:

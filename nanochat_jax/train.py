@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nanochat_jax import loader
 from nanochat_jax import model as nc_model
@@ -104,8 +105,35 @@ def peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS (KiB on Linux)
 
 
-def make_steps(graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array):
-  """The pure train step (grad accumulation over micro-batches, one optimizer update) and eval step."""
+def data_mesh(devices: int, program: Program | None = None, preset: Preset | None = None) -> Mesh | None:
+  """A 1-D "data" mesh over the first `devices` devices (None for one device: plain single-device jit); with a
+  program and preset, also checks that the devices split its batches evenly."""
+  if devices < 1:
+    raise ValueError(f"--devices-per-trial must be >= 1, got {devices}")
+  if devices == 1:
+    return None
+  avail = jax.devices()
+  if len(avail) < devices:
+    raise ValueError(f"--devices-per-trial {devices}: only {len(avail)} {avail[0].platform} device(s) visible")
+  if program is not None and preset is not None:
+    rows = program.schedule.device_batch_size
+    if rows % devices or preset.eval_batch_rows % devices:
+      raise ValueError(f"--devices-per-trial {devices} must divide device_batch_size {rows} and the preset's "
+                       f"eval_batch_rows {preset.eval_batch_rows}")
+  return Mesh(np.array(avail[:devices]), ("data",))
+
+
+def batch_sharding(mesh: Mesh | None, rank: int) -> NamedSharding | None:
+  """Rows (axis rank-2: the micro-batch rows) split over the mesh; None without a mesh."""
+  return None if mesh is None else NamedSharding(mesh, P(*[None] * (rank - 2), "data", None))
+
+
+def make_steps(graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array, mesh: Mesh | None = None):
+  """The pure train step (grad accumulation over micro-batches, one optimizer update) and eval step.
+
+  With a mesh, data-parallel: parameters and optimizer state replicated, each batch's rows sharded over the
+  devices (XLA inserts the gradient all-reduce), so the update is the one-device update up to fp rounding.
+  """
 
   def loss_fn(params, rows_BxT1):
     model = nnx.merge(graphdef, params)
@@ -129,7 +157,12 @@ def make_steps(graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array):
     nats_BxT = per_token_loss(model(rows_BxT1[:, :-1]), rows_BxT1[:, 1:])
     return bpb_sums(nats_BxT, rows_BxT1[:, 1:], token_bytes)
 
-  return jax.jit(train_step, donate_argnums=(0, 1)), jax.jit(eval_step)
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=(0, 1)), jax.jit(eval_step)
+  repl = NamedSharding(mesh, P())
+  shardings = (repl, repl, batch_sharding(mesh, 3), repl, repl, repl)
+  return (jax.jit(train_step, donate_argnums=(0, 1), in_shardings=shardings, out_shardings=repl),
+          jax.jit(eval_step, in_shardings=(repl, batch_sharding(mesh, 2)), out_shardings=repl))
 
 
 def compile_with_cap(lower_and_compile: Callable[[], Any], cap_s: float) -> tuple[Any, float]:
@@ -187,8 +220,12 @@ def check_program(program: Program, preset: Preset, data: RunData) -> None:
 
 
 def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, budget_s: float | None = None,
-          on_progress: Callable[[dict], bool] | None = None, log: Callable[[str], None] = print) -> RunResult:
+          on_progress: Callable[[dict], bool] | None = None, log: Callable[[str], None] = print,
+          devices: int = 1) -> RunResult:
   """Train `program` for `budget_s` seconds of training steps and evaluate val-bpb.
+
+  `devices` > 1 trains data-parallel on that many devices (`make_steps`): the same batches, budget and
+  evaluation, so val-bpb measures the same thing (faster steps only mean more of them in the budget).
 
   `on_progress(info)` is called after every step with {"t", "progress", "step", "loss"}; returning
   True stops the run with status `aborted` (arrl's early abort).
@@ -198,6 +235,8 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   budget = check_budget(budget_s if budget_s is not None else preset.budget_s)
   check_seed(seed)
   cfg, sch = program.model, program.schedule
+  mesh = data_mesh(devices, program, preset)
+  rows = program.schedule.device_batch_size
   dtype = jnp.bfloat16 if on_gpu() else jnp.float32
   model = GPT(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -207,13 +246,18 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   opt_state = tx.init(params)
   token_bytes_V = np.zeros(cfg.vocab_size, np.int32)  # ids the tokenizer never emits score 0 bytes
   token_bytes_V[:len(data.token_bytes)] = data.token_bytes
-  train_step, eval_step = make_steps(graphdef, tx, jnp.asarray(token_bytes_V))
+  train_step, eval_step = make_steps(graphdef, tx, jnp.asarray(token_bytes_V), mesh)
+  train_put = eval_put = jax.device_put
+  if mesh is not None:
+    params, opt_state = jax.device_put((params, opt_state), NamedSharding(mesh, P()))
+    train_put = functools.partial(jax.device_put, device=batch_sharding(mesh, 3))
+    eval_put = functools.partial(jax.device_put, device=batch_sharding(mesh, 2))
 
-  rows, T1 = sch.device_batch_size, cfg.sequence_len + 1
+  T1 = cfg.sequence_len + 1
   accum = sch.total_batch_tokens // (rows * cfg.sequence_len)
   scalar = jax.ShapeDtypeStruct((), jnp.float32)
-  batch_spec = jax.ShapeDtypeStruct((accum, rows, T1), jnp.int32)
-  eval_spec = jax.ShapeDtypeStruct((preset.eval_batch_rows, T1), jnp.int32)
+  batch_spec = jax.ShapeDtypeStruct((accum, rows, T1), jnp.int32, sharding=batch_sharding(mesh, 3))
+  eval_spec = jax.ShapeDtypeStruct((preset.eval_batch_rows, T1), jnp.int32, sharding=batch_sharding(mesh, 2))
 
   def compile_all():
     return (train_step.lower(params, opt_state, batch_spec, scalar, scalar, scalar).compile(),
@@ -231,7 +275,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   log(f"compiled in {compile_s:.1f}s; {n_params / 1e6:.1f}M params, {accum} micro-batch(es) of {rows}x{T1 - 1}")
 
   batches = loader.Prefetcher(_grouped(loader.train_batches(data.train_docs, rows, cfg.sequence_len, seed), accum),
-                              depth=2, put=jax.device_put)
+                              depth=2, put=train_put)
   flops_step = flops_per_token(cfg) * sch.total_batch_tokens
   status, t_train, step, curve, last_log, dt_ema = "ok", 0.0, 0, [], 0.0, 0.0
   try:
@@ -270,7 +314,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   if status == "ok":
     n_eval = max(1, preset.eval_tokens // (preset.eval_batch_rows * cfg.sequence_len))
     val_iter = loader.val_batches(data.val_docs, preset.eval_batch_rows, cfg.sequence_len)
-    val_bpb = evaluate_bpb(functools.partial(eval_c, params), val_iter, n_eval)
+    val_bpb = evaluate_bpb(lambda rows_BxT1: eval_c(params, eval_put(rows_BxT1)), val_iter, n_eval)
   mfu = 100 * flops_step * step / t_train / peak_flops() if t_train > 0 else 0.0
   return RunResult(status=status, val_bpb=val_bpb, training_seconds=t_train,
                    total_seconds=time.perf_counter() - t_start, peak_memory_mb=peak_memory_mb(), mfu_percent=mfu,
@@ -289,9 +333,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--data", help="directory or glob of .parquet/.txt/.jsonl shards (default: embedded corpus)")
   p.add_argument("--val-data", help="validation shards (default: the last shard of --data)")
   p.add_argument("--seed", type=seed_arg, default=0, help="an integer in [0, 2**32)")
+  p.add_argument("--devices-per-trial", type=int, default=1,
+                 help="train data-parallel on this many devices (batch rows sharded, parameters replicated)")
   p.add_argument("--cache-dir", help="tokenizer, token and JAX compilation caches (default: $ARRL_CACHE or "
                                      "~/.cache/arrl)")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.devices_per_trial < 1:
+    p.error("--devices-per-trial must be >= 1")
+  return args
 
 
 def load_program(path: str | None, preset: Preset) -> Program:
@@ -317,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
       check_program(program, preset, data)
     except ValueError as e:
       raise ValueError(f"program {args.program or f'of the {preset.name} preset'}: {e}") from None
+    data_mesh(args.devices_per_trial, program, preset)
   except (ValueError, OSError, RuntimeError, ImportError) as e:  # bad input or environment: one line
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -324,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
   print(f"preset {preset.name} | env {data.env_digest(preset, args.budget_s)} | devices {jax.devices()}",
         flush=True)
   result = train(program, preset, data, seed=args.seed, budget_s=args.budget_s,
-                 log=lambda s: print(s, flush=True))
+                 log=lambda s: print(s, flush=True), devices=args.devices_per_trial)
   print(result.summary(), flush=True)
   return 0 if result.status == "ok" else 1
 

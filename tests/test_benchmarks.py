@@ -157,3 +157,15 @@ def test_ppo_ablation_writes_one_row_per_variant(tmp_path):
     assert len(s["runs"]) == 2 and all(r["queries_run"] == 5 for r in s["runs"])
   text = (tmp_path / "ppo_ablation.md").read_text()
   assert all(f"| {name} |" in text for name in ppo_ablation.VARIANTS)
+
+
+def test_held_out_synthetic_benchmark_scores_normalised_regret(tmp_path):
+  from benchmarks import synthetic
+  assert synthetic.main(["--tasks", "2", "--queries", "6", "--agents", "local,uniform", "--out", str(tmp_path)]) == 0
+  res = json.loads((tmp_path / "synthetic.json").read_text())
+  for s in res["agents"].values():
+    assert len(s["curves"]) == 2 and all(0 <= x <= 2 and len(c) == 6 for c in s["curves"] for x in c)
+    for i, c in enumerate(s["curves"]):  # the first query is the task's default program
+      task = synthetic.synthetic(np.random.default_rng([synthetic.SEED_BASE, i]))
+      assert c[0] == pytest.approx(task.regret(task.space.to_params(task.space.default())))
+  assert "| local |" in (tmp_path / "synthetic.md").read_text()

@@ -67,6 +67,23 @@ def test_live_panel_on_a_terminal_shows_the_trial_in_flight():
   assert re.search(r"trial 000004 +discard val_bpb 1\.710500 \| best 1\.701100 .*\| mlp: relu2 -> \[swiglu\]", text)
 
 
+def test_live_panel_shows_every_trial_in_flight_with_parallel_workers():
+  out = io.StringIO()
+  display = RunDisplay(max_experiments=10, max_hours=None, console=Console(file=out, force_terminal=True, width=200))
+  display.attach(fake_loop(pending=None, in_flight=[{"trial_id": "000005", "description": "depth: 4 -> 6"},
+                                                    {"trial_id": "000006", "description": "mlp: relu2 -> [gelu]"}]))
+  first, second = display.monitor("000005", FakeWatcher()), display.monitor("000006", FakeWatcher())
+  first.observe(event(0.1, 1))
+  second.observe(event(0.3, 7))
+  text = ANSI.sub("", display.panel().plain)
+  assert "trial 000005" in text and "depth: 4 -> 6" in text and "step 1 " in text
+  assert "trial 000006" in text and "mlp: relu2 -> [gelu]" in text and "step 7 " in text
+  display.trial(display.loop, record("000005"))
+  text = display.panel().plain
+  assert "trial 000005" not in text and "trial 000006" in text
+  display.close()
+
+
 def test_non_terminal_output_is_the_periodic_lines_and_the_trial_line_only():
   out = io.StringIO()
   display = RunDisplay(max_experiments=None, max_hours=None, console=Console(file=out, force_terminal=False, width=300))
@@ -126,5 +143,6 @@ def test_evaluator_chains_the_display_on_the_abort_watcher(tmp_path):
   res = evaluator.evaluate(space.default(), "000007", None, 0.001)
   assert res.status == "ok" and res.score == 1.5
   assert seen["record"] is None   # the abort watcher's record (no reference: no assessment)
-  assert display.flight["description"] == "depth: 2 -> 3" and display.flight["event"]["step"] == 4
+  flight = display.flights["000007"]
+  assert flight["description"] == "depth: 2 -> 3" and flight["event"]["step"] == 4
   assert "trial 000007 100% | step 4" in out.getvalue()

@@ -39,6 +39,8 @@ def test_help_explains_every_flag(capsys):
     (["--agent", "nope"], "unknown --agent"),
     (["--confirm", "-1"], "--confirm must be >= 0"),
     (["--false-keep", "1"], "--false-keep must be in (0, 1)"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(argv, message, capsys):
   with pytest.raises(SystemExit) as e:
@@ -104,3 +106,18 @@ def test_final_report_states_the_keep_rule_and_sigma_with_its_interval(tmp_path)
   assert any(line.startswith("keep_rule: keep iff mean(best) - mean(candidate) > t(1-0.1, df)") and
              line.endswith("false-keep rate <= 10% per candidate that is no better") for line in report)
   assert "confirm_runs: 2" in report and "best_val_bpb: 1.000000" in report
+
+
+def test_two_workers_run_the_baselines_at_once(tmp_path):
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("needs 2 cores")
+  run_dir = tmp_path / "run"
+  proc = run_main("--preset", "tiny", "--agent", "random", "--noise-repeats", "2", "--workers", "2",
+                  "--max-experiments", "2", "--run-dir", str(run_dir))
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-3000:]
+  assert "| 2 workers" in err and "stop_reason: max-experiments" in out
+  recs = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+  assert [r["status"] for r in recs] == ["baseline", "baseline"]
+  first_end = min(r["finished_at"] for r in recs)
+  assert all(r["started_at"] < first_end for r in recs)   # in flight together, not one after the other

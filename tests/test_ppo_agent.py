@@ -16,6 +16,8 @@ from arrl.ppo.batch import pad_tokens, stack_transitions
 from arrl.search import search
 from arrl.space import Space
 
+import search_sim
+
 COSTS = np.random.default_rng(7).uniform(0, 1, size=(5, 5))
 SPACE_SPEC = {f"f{i}": {"choices": list(range(5))} for i in range(5)}
 
@@ -24,34 +26,9 @@ def cost(params: dict) -> float:
   return float(sum(COSTS[i, params[f"f{i}"]] for i in range(5)))
 
 
-class Sim:
-  """The loop's bookkeeping in memory: run each proposal, keep it iff it beats the best."""
-
+class Sim(search_sim.Sim):
   def __init__(self, space: Space, objective=cost):
-    self.space, self.objective = space, objective
-    self.current = space.default()
-    self.best = objective(space.to_params(self.current))
-    self.history: list[Outcome] = []
-
-  def state(self) -> SearchState:
-    return SearchState(space=self.space, current=self.current, best_score=self.best, sigma=0.0,
-                       history=self.history, budget_used=len(self.history) / 100)
-
-  def finish(self, prop) -> Outcome:
-    score = self.objective(self.space.to_params(prop.tree))
-    kept = score < self.best
-    out = Outcome(trial_id=str(len(self.history)), tree=prop.tree, parent=prop.parent, edits=prop.edits,
-                  status="keep" if kept else "discard", score=score, kept=kept, best_before=self.best, sigma=0.0,
-                  info=prop.info)
-    if kept:
-      self.current, self.best = prop.tree, score
-    self.history.append(out)
-    return out
-
-  def step(self, agent: PPOAgent):
-    prop = agent.propose(self.state())
-    agent.observe(self.state(), self.finish(prop))
-    return prop
+    super().__init__(space, objective)
 
 
 def same_proposal(a, b) -> bool:
@@ -60,7 +37,7 @@ def same_proposal(a, b) -> bool:
 
 def test_composite_logp_is_the_sum_of_its_parts_and_matches_update_time():
   space = Space.from_dict(SPACE_SPEC)
-  agent = PPOAgent(seed=1, stop_bias=-2.0)  # mostly multi-edit proposals
+  agent = PPOAgent(seed=1, stop_bias=-2.0, init_from="none")  # mostly multi-edit proposals
   sim = Sim(space)
   props = [agent.propose(sim.state()) for _ in range(6)]
   assert max(len(p.edits) for p in props) > 1
@@ -156,7 +133,7 @@ def test_propose_batch_gives_distinct_new_programs():
 def test_proposals_avoid_measured_programs():
   space = Space.from_dict({"a": {"choices": [0, 1, 2]}, "b": {"choices": [0, 1]}})
   sim = Sim(space, objective=lambda p: float(p["a"] + p["b"]))
-  agent = PPOAgent(seed=0, max_edits=1)
+  agent = PPOAgent(seed=0, max_edits=1, init_from="none")
   seen = [sim.step(agent).tree for _ in range(3)]  # exactly the 3 neighbours of the default
   assert len(set(seen)) == 3
 
@@ -261,7 +238,7 @@ def test_nanochat_space_proposals_are_legal():
   space = nanochat_space("gpu")
   state = SearchState(space=space, current=space.default(), best_score=1.0, sigma=0.002, history=[],
                       budget_used=0.0)
-  for p in PPOAgent(seed=0, stop_bias=-1.0).propose_batch(state, 4):
+  for p in PPOAgent(seed=0, stop_bias=-1.0, init_from="none").propose_batch(state, 4):
     tree = p.parent
     for edit in p.edits:
       tree = space.apply(tree, edit)

@@ -131,3 +131,26 @@ def chatty(payload: dict, ctx: Any) -> dict:
     if ctx.should_stop():
       return {"status": "aborted", "num_steps": i}
   return {"val_bpb": 1.0, "num_steps": n}
+
+
+def rendezvous(payload: dict, ctx: Any) -> dict:
+  """Waits until `payload["n"]` trials have arrived in `payload["dir"]`: succeeds only when they run at once."""
+  open(os.path.join(payload["dir"], ctx.trial_id), "w").close()
+  _curve(ctx, 1)
+  end = time.monotonic() + payload.get("wait_s", 60.0)
+  while len(os.listdir(payload["dir"])) < payload["n"]:
+    if time.monotonic() > end:
+      raise TimeoutError("the other trials never started")
+    time.sleep(0.02)
+  return {"val_bpb": 1.0, "cpus": sorted(os.sched_getaffinity(0)),
+          "env": {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "XLA_FLAGS")}}
+
+
+def hang_with_pids(payload: dict, ctx: Any) -> dict:
+  """Writes "worker_pid parent_pid" (the parent: the executor's process) atomically, then hangs."""
+  with open(payload["pid_file"] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {os.getppid()}")
+  os.replace(payload["pid_file"] + ".tmp", payload["pid_file"])
+  _curve(ctx, 2)
+  time.sleep(3600)
+  return {}

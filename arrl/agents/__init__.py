@@ -5,7 +5,8 @@ import os
 from typing import Any, Callable
 
 from arrl.agents.evolution import EvolutionAgent
-from arrl.agents.simple import GreedyAgent, RandomAgent
+from arrl.agents.local import LocalSearchAgent
+from arrl.agents.simple import GreedyAgent, RandomAgent, UniformAgent
 
 
 def _tpe(**kw: Any):
@@ -20,6 +21,8 @@ def _ppo(**kw: Any):
 
 AGENTS: dict[str, Callable[..., Any]] = {
     "random": RandomAgent,
+    "uniform": UniformAgent,
+    "local": LocalSearchAgent,
     "greedy": GreedyAgent,
     "evolution": EvolutionAgent,
     "tpe": _tpe,

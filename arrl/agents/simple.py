@@ -1,22 +1,36 @@
-"""Baseline agents: a random legal edit, and autoresearch-style greedy hill climbing."""
+"""Baseline agents: a random legal edit, uniform random sampling, and autoresearch-style greedy hill climbing."""
 from __future__ import annotations
 
 import numpy as np
 
 from arrl import tree as tree_lib
-from arrl.agents.base import Outcome, Proposal, SearchState, random_edit, rng_state, set_rng_state
+from arrl.agents.base import (Outcome, Proposal, SearchState, measured, random_edit, rng_state, sample_new,
+                              set_rng_state)
 
 
 class RandomAgent:
-  """A uniformly random legal edit of the current program."""
+  """A uniformly random legal edit of the current program among those leading to a program not measured yet.
+  When every neighbour is measured it walks on (random edits from a random measured neighbour) until it
+  finds a new program, so it does not re-propose cached programs until the space is exhausted."""
   name = "random"
 
   def __init__(self, seed: int = 0):
     self.rng = np.random.default_rng(seed)
 
   def propose(self, state: SearchState) -> Proposal:
-    edit = random_edit(state.space, state.current, self.rng)
-    return Proposal(tree=state.space.apply(state.current, edit), parent=state.current, edits=(edit,))
+    seen, space = measured(state), state.space
+    tree, edits = state.current, []
+    for _ in range(MAX_WALK):
+      fresh = [e for e in space.legal_edits(tree) if space.apply(tree, e) not in seen]
+      pool = fresh or space.legal_edits(tree)
+      if not pool:
+        raise ValueError("the program has no legal edit: the search space is a single point")
+      edit = pool[int(self.rng.integers(len(pool)))]
+      tree = space.apply(tree, edit)
+      edits.append(edit)
+      if fresh:
+        break
+    return Proposal(tree=tree, parent=state.current, edits=tuple(edits))
 
   def observe(self, state: SearchState, outcome: Outcome) -> None:
     del state, outcome
@@ -29,6 +43,18 @@ class RandomAgent:
 
   def entropy(self) -> float | None:
     return None
+
+
+MAX_WALK = 32   # random edits a no-repeat agent walks before it gives up on finding a new program
+
+
+class UniformAgent(RandomAgent):
+  """Uniform random sampling of the space (`Space.sample`), never a measured program while new ones are found:
+  the usual reference of NAS benchmarks."""
+  name = "uniform"
+
+  def propose(self, state: SearchState) -> Proposal:
+    return Proposal(tree=sample_new(state.space, measured(state).__contains__, self.rng), parent=None)
 
 
 class GreedyAgent(RandomAgent):

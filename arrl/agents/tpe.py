@@ -14,6 +14,9 @@ without a score (crash, divergence, timeout) is told the worst score seen so far
 that region; before any score exists it is not told at all. Each ask uses a sampler seeded by
 (seed, number of asks), so the next proposal is a function of (seed, asks, history) alone: `state_dict`
 holds exactly those, and `load_state_dict` replays the history into a fresh study.
+
+Parallel workers: programs still in flight (`state.in_flight`) join a copy of the study as RUNNING trials and
+the sampler runs with Optuna's constant liar, which scores them as bad, so concurrent proposals spread out.
 """
 from __future__ import annotations
 
@@ -95,22 +98,32 @@ class TPEAgent:
   def _fresh_study(self) -> Any:
     return self.optuna.create_study(direction="minimize")
 
-  def _sampler(self) -> Any:
+  def _sampler(self, liar: bool) -> Any:
     seed = int(np.random.SeedSequence([self.seed, self.asks]).generate_state(1)[0])
     with warnings.catch_warnings():  # multivariate TPE is "experimental" in optuna 4
       warnings.simplefilter("ignore", self.optuna.exceptions.ExperimentalWarning)
       return self.optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials,
-                                             multivariate=self.multivariate)
+                                             multivariate=self.multivariate, constant_liar=liar)
+
+  def _study_with_running(self, space: Space, in_flight: tuple) -> Any:
+    """The history plus the programs in flight as RUNNING trials, which the constant liar counts as bad."""
+    study = self._fresh_study()
+    for params, value in self.history:
+      self._add(params, value, study)
+    for tree in in_flight:
+      self._add(encode(space, tree), None, study)
+    return study
 
   def propose(self, state: SearchState) -> Proposal:
     space = state.space
+    study = self._study_with_running(space, state.in_flight) if state.in_flight else self.study
     for attempt in range(1, self.max_asks + 1):
-      self.study.sampler = self._sampler()
+      study.sampler = self._sampler(liar=bool(state.in_flight))
       self.asks += 1
-      trial = self.study.ask()
+      trial = study.ask()
       params: dict[str, Value] = {}
       walk(space.grammar, space.root_kind, "", _suggester(trial), lambda path: None, params)
-      self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+      study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
       try:
         return Proposal(tree=space.from_params(params), parent=None, info={"asks": attempt})
       except ValueError:  # breaks a constraint: ask again
@@ -129,11 +142,13 @@ class TPEAgent:
     self.history.append(entry)
     self._add(*entry)
 
-  def _add(self, params: dict[str, list[int]], value: float) -> None:
-    dist = self.optuna.distributions.CategoricalDistribution
-    self.study.add_trial(self.optuna.trial.create_trial(
+  def _add(self, params: dict[str, list[int]], value: float | None, study: Any = None) -> None:
+    """A completed trial, or a running one when `value` is None."""
+    dist, states = self.optuna.distributions.CategoricalDistribution, self.optuna.trial.TrialState
+    (study or self.study).add_trial(self.optuna.trial.create_trial(
         params={k: i for k, (i, _) in params.items()},
-        distributions={k: dist(list(range(n))) for k, (_, n) in params.items()}, value=value))
+        distributions={k: dist(list(range(n))) for k, (_, n) in params.items()}, value=value,
+        state=states.COMPLETE if value is not None else states.RUNNING))
 
   def state_dict(self) -> dict:
     return {"seed": self.seed, "asks": self.asks, "history": self.history}

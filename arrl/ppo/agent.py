@@ -10,7 +10,9 @@ Persistence. `state_dict()` is JSON: sampling RNG, update RNG key, counters, the
 update and those still pending (proposed, not yet observed), plus the network: with `ckpt_dir`, an orbax
 step number (parameters, optimizer state, RNG key and the batch are saved there at every update); without,
 the parameters and optimizer state themselves as base64 text. Restoring it gives the identical next
-proposal. `init_from` warm-starts the network parameters from another run's `ckpt_dir` (newest step).
+proposal. `init_from` is where the network starts: "pretrained" (the default) the meta-trained network shipped
+in arrl/ppo/pretrained (`python -m arrl.pretrain`), None or "none" a fresh random one (from scratch), a directory
+written by `python -m arrl.pretrain --ship-to`, else another run's `ckpt_dir` (newest step).
 
 The agent runs its network on the CPU by default (`device="cpu"`): the GPU belongs to the trials.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 from typing import Any
 
 import jax
@@ -27,11 +30,10 @@ import numpy as np
 
 from arrl import tree as tree_lib
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
-from arrl.edits import make_edit
-from arrl.ppo import network
+from arrl.ppo import network, rollout
 from arrl.ppo.batch import Actions, Transition, empty_tokens, stack_tokens, stack_transitions
-from arrl.ppo.checkpoint import OrbaxStore, pack, unpack, unpack_leaves
-from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
+from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, unpack, unpack_leaves
+from arrl.ppo.features import FeatureConfig, HistoryStats, observation
 from arrl.ppo.reward import RewardConfig, reward
 from arrl.ppo.update import PPOConfig, make_optimizer, ppo_update
 
@@ -41,7 +43,7 @@ STATE_VERSION = 1
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
   history: int = 32            # K: past trials the encoder reads
-  update_every: int = 8        # N: trials per PPO update
+  update_every: int = 8        # N: trials per PPO update; 0: no updates within the run (the network stays as loaded)
   ent_start: float = 0.01      # entropy bonus, annealed linearly over the budget used
   ent_end: float = 0.001
   stop_bias: float = 1.0       # initial extra logit of STOP: P(STOP after an edit) starts near sigmoid(1) = 0.73
@@ -49,8 +51,9 @@ class AgentConfig:
   device: str = "cpu"          # where the network runs ("cpu", "gpu", or "default")
 
   def __post_init__(self) -> None:
-    if self.history < 1 or self.update_every < 2:
-      raise ValueError(f"history must be >= 1 and update_every >= 2, got {self.history}, {self.update_every}")
+    if self.history < 1 or self.update_every == 1 or self.update_every < 0:
+      raise ValueError(f"history must be >= 1 and update_every 0 (off) or >= 2, got {self.history}, "
+                       f"{self.update_every}")
     if min(self.ent_start, self.ent_end) < 0:
       raise ValueError(f"entropy coefficients must be >= 0, got {self.ent_start}, {self.ent_end}")
 
@@ -75,20 +78,14 @@ def _device(name: str) -> jax.Device | None:
     raise ValueError(f"ppo device {name!r} is not available ({e}); use 'cpu', 'gpu' or 'default'") from None
 
 
-def _sample(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
-  """(index, its log-probability, the entropy of the masked categorical)."""
-  p = np.where(legal, np.exp(logp.astype(np.float64)), 0.0)
-  i = int(rng.choice(len(p), p=p / p.sum()))
-  return i, float(logp[i]), float(-np.sum(np.where(legal, np.exp(logp) * logp, 0.0)))
-
-
 class PPOAgent:
   """Each proposal: encode the state once, then pick a site (or STOP) and a value for it, up to M times, each
   from a categorical over the legal candidates (programs measured already or in flight are masked out).
   Each finished trial's reward goes into a buffer; every `update_every` trials one jitted PPO update."""
   name = "ppo"
 
-  def __init__(self, seed: int = 0, ckpt_dir: str | None = None, init_from: str | None = None, **options: Any):
+  def __init__(self, seed: int = 0, ckpt_dir: str | None = None, init_from: str | None = "pretrained",
+               **options: Any):
     self.options = dict(options)
     self.cfg, self.net_cfg, self.ppo_cfg, self.reward_cfg = split_options(options)
     if self.cfg.update_every % self.ppo_cfg.minibatches:
@@ -111,7 +108,10 @@ class PPOAgent:
     self.entropies: collections.deque = collections.deque(maxlen=self.cfg.update_every)  # nats per decision
     self.metrics: dict[str, float] = {}
     self._weights: str | None = None              # cached packed network for state_dict without ckpt_dir
-    if init_from:
+    if init_from == "pretrained" or (init_from and os.path.exists(os.path.join(init_from, "params.npz"))):
+      path = PRETRAINED if init_from == "pretrained" else init_from
+      self.params = self._to_device(jnp.asarray(load_pretrained(path, self.net_cfg)))
+    elif init_from and init_from != "none":
       self.params = self._to_device(OrbaxStore(init_from).restore(None, {"params": self.params})["params"])
 
   def _on_device(self):
@@ -132,76 +132,33 @@ class PPOAgent:
       raise ValueError(f"propose_batch needs n >= 1, got {n}")
     with self._on_device():
       stats = HistoryStats.of(state, self.reward_cfg, self.in_flight.values())
-      obs = observation(state, stats, self.feat_cfg)
-      h, value = network.encode(self.net_cfg, self.params, stack_tokens([obs], obs.kind.shape[0]))
+      search = rollout.Search(state, stats, observation(state, stats, self.feat_cfg), self.rng)
+      h, value = rollout.encode(self.net_cfg, self.params, [search])
       out: list[Proposal] = []
       seen = set(stats.measured)
       tries = 20 * n
       for attempt in range(tries):
-        prop, tr, decisions, ent = self._sample(state, stats, obs, h, float(value[0]))
+        s = rollout.sample(self.net_cfg, self.feat_cfg, self.params, [search], h, value, [True])[0]
+        prop, tr = s.proposal, s.transition
         last_chance = not out and attempt == tries - 1  # nothing new found: return this one, measured or not
         if prop.tree in seen and not last_chance:
           continue
         seen.add(prop.tree)
         self.pending[self.proposed], self.in_flight[self.proposed] = tr, prop.tree
         out.append(dataclasses.replace(prop, info={"ppo_id": self.proposed, "logp": float(tr.logp),
-                                                   "value": float(tr.value), "entropy": ent}))
-        self.entropies.append(ent / decisions)
+                                                   "value": float(tr.value), "entropy": s.entropy}))
+        self.entropies.append(s.entropy / s.decisions)
         self.proposed += 1
         if len(out) == n:
           break
     return out
-
-  def _sample(self, state: SearchState, stats: HistoryStats, obs, h, value: float):
-    """One composite action: returns (proposal, transition, decisions made, summed entropy)."""
-    space, M = state.space, self.net_cfg.max_edits
-    tree, chosen, edits = state.current, set(), []
-    ctx = jnp.zeros_like(h)
-    sites_tok, values_tok = [], []
-    site_idx, value_idx = np.zeros(M, np.int32), np.zeros(M, np.int32)
-    site_on, value_on = np.zeros(M, bool), np.zeros(M, bool)
-    logp, entropy = 0.0, 0.0
-    for j in range(M):
-      c = Candidates.of(space, tree, chosen, stats)
-      if j == 0 and not c.sites:
-        raise ValueError("the program has no legal edit: the search space is a single point")
-      st = site_tokens(space, c, j, stats, self.feat_cfg)
-      slogp, skeys = network.site_scores(self.net_cfg, self.params, h, ctx, j, stack_tokens([st], len(st.kind)))
-      i, lp, ent = _sample(self.rng, np.asarray(slogp[0]), st.mask)
-      sites_tok.append(st)
-      site_idx[j], site_on[j] = i, True
-      logp, entropy = logp + lp, entropy + ent
-      if i == 0:  # STOP
-        values_tok.append(empty_tokens((1,)))
-        break
-      site = c.sites[i - 1]
-      vt = value_tokens(space, c, site, stats, self.feat_cfg)
-      vlogp, vkeys = network.value_scores(self.net_cfg, self.params, h, ctx, j, skeys[:, i],
-                                          stack_tokens([vt], len(vt.kind)))
-      k, lp, ent = _sample(self.rng, np.asarray(vlogp[0]), vt.mask)
-      values_tok.append(vt)
-      value_idx[j], value_on[j] = k, True
-      logp, entropy = logp + lp, entropy + ent
-      edit = make_edit(site, c.values[site][k])
-      edits.append(edit)
-      chosen.add(site)
-      tree = space.apply(tree, edit)
-      ctx = ctx + skeys[:, i] + vkeys[:, k]
-    steps = len(sites_tok)
-    empty = empty_tokens((1,))
-    act = Actions(sites=stack_tokens(sites_tok + [empty] * (M - steps)), site_idx=site_idx,
-                  values=stack_tokens(values_tok + [empty] * (M - steps)), value_idx=value_idx,
-                  site_on=site_on, value_on=value_on)
-    tr = Transition(obs=obs, act=act, logp=np.float32(logp), value=np.float32(value), reward=np.float32(0.0))
-    prop = Proposal(tree=tree, parent=state.current, edits=tuple(edits))
-    return prop, tr, int(site_on.sum() + value_on.sum()), entropy
 
   # ---- learning ------------------------------------------------------------------------------------------
   def observe(self, state: SearchState, outcome: Outcome) -> None:
     pid = (outcome.info or {}).get("ppo_id")
     tr = self.pending.pop(pid, None)
     self.in_flight.pop(pid, None)
-    if tr is None:  # not proposed by this agent (or already observed): nothing to learn from
+    if tr is None or not self.cfg.update_every:  # not proposed by this agent (or already observed), or frozen
       return
     self.buffer.append(tr._replace(reward=np.float32(reward(outcome, self.reward_cfg))))
     if len(self.buffer) >= self.cfg.update_every:

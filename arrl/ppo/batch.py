@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 HASH_SLOTS = 12
-NUM_FEATS = 12
+NUM_FEATS = 16
 KIND_GLOBAL, KIND_PROGRAM, KIND_TRIAL, KIND_SITE, KIND_VALUE, KIND_STOP = range(6)
 N_KINDS = 6
 REGRET = 1       # nums index, in site and value tokens, of the history's verdict on that choice, in [-1, 0]:
@@ -78,13 +78,16 @@ def stack_tokens(rows: Sequence[Tokens], size: int | None = None) -> Tokens:
   return Tokens(*(np.stack([getattr(p, f) for p in padded]) for f in Tokens._fields))
 
 
-def stack_transitions(items: Sequence[Transition]) -> Transition:
-  """A batch [N, ...] of transitions, every token axis padded to the batch's largest bucket."""
+def stack_transitions(items: Sequence[Transition], sizes: tuple[int, int, int] = (0, 0, 0)) -> Transition:
+  """A batch [N, ...] of transitions, every token axis padded to the batch's largest bucket (at least `sizes`:
+  observation, site and value tokens; fixed sizes keep one jit shape across batches)."""
   if not items:
     raise ValueError("cannot stack an empty list of transitions")
-  obs = stack_tokens([t.obs for t in items])
-  sites = stack_tokens([t.act.sites for t in items])
-  values = stack_tokens([t.act.values for t in items])
+  def size(rows: Sequence[Tokens], minimum: int) -> int:
+    return max(minimum, bucket(max(r.kind.shape[-1] for r in rows)))
+  obs = stack_tokens([t.obs for t in items], size([t.obs for t in items], sizes[0]))
+  sites = stack_tokens([t.act.sites for t in items], size([t.act.sites for t in items], sizes[1]))
+  values = stack_tokens([t.act.values for t in items], size([t.act.values for t in items], sizes[2]))
   act = Actions(sites=sites, values=values,
                 **{f: np.stack([getattr(t.act, f) for t in items]) for f in ("site_idx", "value_idx", "site_on",
                                                                              "value_on")})

@@ -6,7 +6,10 @@ always has one: its freshly built parameters and optimizer state, or an empty tr
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import io
+import json
 import os
 from typing import Any
 
@@ -74,3 +77,45 @@ class OrbaxStore:
     if missing:
       raise ValueError(f"PPO checkpoint step {step} in {self.directory} lacks {', '.join(sorted(missing))}")
     return {k: from_leaves([stored[k][n] for n in sorted(stored[k])], t) for k, t in templates.items()}
+
+
+# The shipped pretrained network (`python -m arrl.pretrain --ship`): flat parameters, the network config they
+# belong to, and the model card, inside the package.
+PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+
+
+def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict[str, Any]) -> None:
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, "params.npz")
+  np.savez_compressed(path, params=np.asarray(params, np.float32),
+                      net_config=np.frombuffer(json.dumps(dataclasses.asdict(net_cfg)).encode(), np.uint8))
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  card = {**card, "net_config": dataclasses.asdict(net_cfg), "parameters": int(np.size(params)),
+          "params_sha256": digest}
+  with open(os.path.join(directory, "card.json"), "w") as f:
+    json.dump(card, f, indent=1)
+    f.write("\n")
+  lines = ["# Model card: the pretrained PPO search policy", "",
+           "Meta-trained by `arrl.pretrain` (see its docstring and README's PPO section); loaded by default by "
+           "`agent=\"ppo\"` / `--agent ppo` (`--agent-init none` starts from scratch instead).", "",
+           *[f"- **{k}**: `{json.dumps(v)}`" for k, v in card.items()], ""]
+  with open(os.path.join(directory, "MODEL_CARD.md"), "w") as f:
+    f.write("\n".join(lines))
+
+
+def load_pretrained(directory: str, net_cfg: Any) -> np.ndarray:
+  """The flat parameters stored in `directory` (see save_pretrained); one clear error when they belong to
+  another network config or are missing."""
+  path = os.path.join(directory, "params.npz")
+  if not os.path.exists(path):
+    raise ValueError(f"no pretrained PPO network at {path} (train one with `python -m arrl.pretrain --ship`, "
+                     "or start from scratch with --agent-init none)")
+  with np.load(path) as z:
+    stored = json.loads(z["net_config"].tobytes().decode())
+    params = z["params"]
+  if stored != dataclasses.asdict(net_cfg):
+    diff = {k: (stored.get(k), v) for k, v in dataclasses.asdict(net_cfg).items() if stored.get(k) != v}
+    raise ValueError(f"{path}: the pretrained network has another config ({', '.join(f'{k}={a} here {b}' for k, (a, b) in diff.items())}); "
+                     "use the same network options or --agent-init none")
+  return params

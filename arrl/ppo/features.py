@@ -7,8 +7,10 @@ confuses two strings. Numbers also go in as numeric features (sign, log-magnitud
 ladder, ratio to the current value) so unseen grid values land near their neighbours.
 
 Besides the raw last-K trials, each candidate carries what the history says about the setting it leads to
-(how many measured programs had it, and how far the best of them was from the current best: its "regret")
-and whether its result was measured already: general hints the policy can use from the first trial on.
+(how many measured programs had it, how far the best and the mean of them were from the current best: its
+"regret", its rank among the field's values) and whether its result was measured already; the global token
+carries the budget used, the noise level and how much of the neighbourhood is measured. These numbers mean
+the same in any space, so a policy meta-trained on some spaces (`arrl.pretrain`) runs unchanged on a new one.
 """
 from __future__ import annotations
 
@@ -138,6 +140,9 @@ class HistoryStats:
   measured: set[Node]
   count: dict[tuple[str, str], int]
   best: dict[tuple[str, str], float]   # inf when every program with the setting failed
+  total: dict[tuple[str, str], float]  # sum of the finite scores of the programs with the setting
+  scored: dict[tuple[str, str], int]   # how many of them had a finite score
+  edited: dict[str, int]               # path -> trials whose edits changed it
   best_score: float | None
   unit: float                          # one noise unit (see reward.noise_unit)
   cfg: RewardConfig
@@ -147,16 +152,26 @@ class HistoryStats:
     """`in_flight`: programs proposed but not finished yet; they count as measured."""
     best_score = state.best_score
     unit = noise_unit(best_score, state.sigma, cfg) if best_score is not None else 1.0
-    stats = cls([], {state.current, *in_flight}, {}, {}, best_score, unit, cfg)
+    stats = cls([], {state.current, *in_flight}, {}, {}, {}, {}, {}, best_score, unit, cfg)
     programs = [(o.tree, trial_score(o)) for o in state.history] + [(state.current, best_score)]
     for outcome in state.history:
       stats.rewards.append(reward(outcome, cfg))
       stats.measured.add(outcome.tree)
+      for e in outcome.edits:
+        path = as_edit(e).site[1]
+        stats.edited[path] = stats.edited.get(path, 0) + 1
     for tree, score in programs:
       for key in _settings(tree):
         stats.count[key] = stats.count.get(key, 0) + 1
         stats.best[key] = min(stats.best.get(key, math.inf), math.inf if score is None else score)
+        if score is not None:
+          stats.total[key] = stats.total.get(key, 0.0) + score
+          stats.scored[key] = stats.scored.get(key, 0) + 1
     return stats
+
+  def _regret_of(self, score: float) -> float:
+    gap = min(0.0, (self.best_score - score) / self.unit)
+    return squash(gap, self.cfg) / self.cfg.reward_clip
 
   def regret(self, key: tuple[str, str]) -> float:
     """How much worse than the current best the best program with this setting was, squashed like a reward
@@ -164,12 +179,21 @@ class HistoryStats:
     seen)."""
     if key not in self.best or self.best_score is None:
       return 0.0
-    gap = min(0.0, (self.best_score - self.best[key]) / self.unit)
-    return squash(gap, self.cfg) / self.cfg.reward_clip
+    return self._regret_of(self.best[key])
+
+  def mean_regret(self, key: tuple[str, str]) -> float:
+    """Like `regret`, of the mean score of the programs with this setting (-1 when none had a score)."""
+    if key not in self.best or self.best_score is None:
+      return 0.0
+    if not self.scored.get(key):
+      return -1.0
+    return self._regret_of(self.total[key] / self.scored[key])
 
   def feats(self, key: tuple[str, str]) -> list[float]:
-    """[log count / 3, regret]: the first two numbers of every value token (see batch.REGRET)."""
-    return [math.log1p(self.count.get(key, 0)) / 3, self.regret(key)]
+    """[log count / 3, regret, mean regret, share of the measured programs with it]: the first numbers of every
+    value token (see batch.REGRET)."""
+    return [math.log1p(self.count.get(key, 0)) / 3, self.regret(key), self.mean_regret(key),
+            self.count.get(key, 0) / len(self.measured)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,10 +239,14 @@ def _global(b: _Builder, state: Any, stats: HistoryStats, cfg: FeatureConfig) ->
   if first is not None and state.best_score is not None:
     gain = (first - state.best_score) / noise_unit(first, state.sigma, cfg.reward)
   recent = rewards[-8:]
+  _, children = _neighbours(state.space, state.current)
+  around = [t for ts in children.values() for t in ts]
+  noise = float(state.sigma or 0.0) / stats.unit  # 1: differences of one unit are noise; ~0: deterministic
   b.add(KIND_GLOBAL, ["<global>"],
         [float(state.budget_used), math.log1p(len(history)) / 7, math.log1p(since) / 5, math.tanh(gain / 20),
          (sum(recent) / len(recent) / cfg.reward.reward_clip) if recent else 0.0,
-         sum(o.kept for o in history[-16:]) / 16])
+         sum(o.kept for o in history[-16:]) / 16, min(noise, 1.0),
+         sum(t in stats.measured for t in around) / max(1, len(around)), math.log1p(len(around)) / 5])
 
 
 def observation(state: Any, stats: HistoryStats, cfg: FeatureConfig) -> Tokens:
@@ -289,13 +317,22 @@ def site_tokens(space: Any, c: Candidates, step: int, stats: HistoryStats, cfg: 
     fresh = c.fresh[site]
     seen = [stats.count.get(k, 0) > 0 for k in c.settings[site]]
     regret = [stats.regret(k) for k in c.settings[site]]
+    mean = [stats.mean_regret(k) for k in c.settings[site]]
     b.add(KIND_SITE, [f"{op}:{path}", name, f"{path}={value_str(cur)}", site_str(site), f"op:{op}"],
           [sum(seen) / len(seen), sum(regret) / len(regret),
-           float(len(site) > 2), index, math.log1p(len(fresh)) / 3, _rank(spec, cur), sum(fresh) / len(fresh)])
+           float(len(site) > 2), index, math.log1p(len(fresh)) / 3, _rank(spec, cur), sum(fresh) / len(fresh),
+           max(regret), sum(mean) / len(mean), math.log1p(stats.edited.get(path, 0)) / 3])
   legal = [any(c.fresh[s]) for s in c.sites]
   # STOP ends the proposal on the program edited so far: legal once it is a new program (or nothing else is)
   stop = step > 0 and (c.tree not in stats.measured or not any(legal))
   return b.tokens(bucket(len(b.kinds)), [stop] + legal)
+
+
+def _score_ranks(best: Sequence[float | None]) -> list[float]:
+  """Each value's place among the values measured so far by their best score, in [0, 1] (0 = the best one);
+  0.5 for values not measured yet."""
+  seen = sorted({x for x in best if x is not None})
+  return [0.5 if x is None else seen.index(x) / max(1, len(seen) - 1) for x in best]
 
 
 def value_tokens(space: Any, c: Candidates, site: Site, stats: HistoryStats, cfg: FeatureConfig) -> Tokens:
@@ -305,8 +342,11 @@ def value_tokens(space: Any, c: Candidates, site: Site, stats: HistoryStats, cfg
   spec = space.grammar.spec_at(c.tree, path)
   cur = _current(c.tree, site)
   key = site_str(site)
-  for v, fresh, setting_key in zip(c.values[site], c.fresh[site], c.settings[site]):
+  ranks = _score_ranks([stats.best.get(k) for k in c.settings[site]])
+  n = len(c.values[site])
+  for i, (v, fresh, setting_key) in enumerate(zip(c.values[site], c.fresh[site], c.settings[site])):
     b.add(KIND_VALUE, [value_str(v), f"{path}={value_str(v)}", f"{key}={value_str(v)}"],
           stats.feats(setting_key) + scalar_feats(v)
-          + [_rank(spec, v), _rank(spec, v) - _rank(spec, cur), _log_ratio(v, cur), float(fresh)])
+          + [_rank(spec, v), _rank(spec, v) - _rank(spec, cur), _log_ratio(v, cur), float(fresh), ranks[i],
+             i / max(1, n - 1)])
   return b.tokens(bucket(len(b.kinds)), c.fresh[site])

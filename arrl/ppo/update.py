@@ -83,9 +83,23 @@ def ppo_update(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: opt
 
   `next_obs` [1, T] is the state after the batch's last trial (the GAE bootstrap).
   """
-  tx = make_optimizer(cfg)
   _, last_value = build(net, params).encode(next_obs)
   adv_N, ret_N = gae(cfg.reward_scale * batch.reward, batch.value, last_value[0], cfg.gamma, cfg.gae_lambda)
+  return _optimise(net, cfg, params, opt_state, batch, adv_N, ret_N, key, ent_coef)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def update_from_advantages(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: optax.OptState,
+                           batch: Transition, adv_N: jax.Array, ret_N: jax.Array, key: jax.Array,
+                           ent_coef: jax.Array) -> tuple[jax.Array, optax.OptState, dict]:
+  """The same update for transitions of many episodes whose advantages and returns were computed per episode
+  (meta-training: `arrl.pretrain`)."""
+  return _optimise(net, cfg, params, opt_state, batch, adv_N, ret_N, key, ent_coef)
+
+
+def _optimise(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: optax.OptState, batch: Transition,
+              adv_N: jax.Array, ret_N: jax.Array, key: jax.Array, ent_coef: jax.Array):
+  tx = make_optimizer(cfg)
   adv_N = (adv_N - adv_N.mean()) / jnp.maximum(adv_N.std(), cfg.adv_std_floor)  # whole batch: minibatches are tiny
   n = batch.reward.shape[0]
   size = n // cfg.minibatches

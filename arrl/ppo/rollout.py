@@ -1,0 +1,129 @@
+"""Sampling composite actions for a batch of searches at once: one jitted network call per decision step for
+all of them. The agent samples with a batch of one; meta-training (`arrl.pretrain`) with a batch of many
+environments. Both run this code, so a vectorised episode makes the same choices as the sequential agent.
+
+Each search has its own numpy Generator, consumed in the same order as when it is sampled alone; searches
+that are finished (STOP chosen) or not asked for stay in the batch as all-masked rows, so the jitted shapes
+depend only on the batch size and the padded token counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from arrl.agents.base import Proposal
+from arrl.edits import make_edit
+from arrl.ppo import network
+from arrl.ppo.batch import Actions, Tokens, Transition, bucket, empty_tokens, stack_tokens
+from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, site_tokens, value_tokens
+
+
+@dataclasses.dataclass
+class Search:
+  """One search being sampled for: its state, history statistics, observation and sampling RNG."""
+  state: Any                      # arrl.agents.base.SearchState
+  stats: HistoryStats
+  obs: Tokens
+  rng: np.random.Generator
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampled:
+  proposal: Proposal
+  transition: Transition
+  decisions: int                  # choices made (sites and values)
+  entropy: float                  # summed entropy of those choices (nats)
+
+
+def _choose(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
+  """(index, its log-probability, the entropy of the masked categorical)."""
+  p = np.where(legal, np.exp(logp.astype(np.float64)), 0.0)
+  i = int(rng.choice(len(p), p=p / p.sum()))
+  return i, float(logp[i]), float(-np.sum(np.where(legal, np.exp(logp) * logp, 0.0)))
+
+
+def _stack(rows: Sequence[Tokens | None], minimum: int) -> Tokens:
+  """Rows of one decision step, padded to a common bucket (at least `minimum`); None = an inactive search."""
+  size = max([minimum] + [bucket(r.kind.shape[-1]) for r in rows if r is not None])
+  return stack_tokens([r if r is not None else empty_tokens((1,)) for r in rows], size)
+
+
+def encode(net_cfg: network.NetConfig, params: Any, searches: Sequence[Search],
+           obs_size: int = 0) -> tuple[Any, np.ndarray]:
+  """Encoder states [B, d] and critic values [B] of every search, in one call."""
+  size = max([obs_size] + [s.obs.kind.shape[0] for s in searches])
+  h, value = network.encode(net_cfg, params, stack_tokens([s.obs for s in searches], size))
+  return h, np.asarray(value)
+
+
+def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, searches: Sequence[Search], h: Any,
+           values: np.ndarray, active: Sequence[bool], min_sites: int = 8,
+           min_values: int = 8) -> list[Sampled | None]:
+  """One composite action (up to M site/value choices, until STOP) for each active search; None for others."""
+  B, M = len(searches), net_cfg.max_edits
+  trees = [s.state.current for s in searches]
+  chosen: list[set] = [set() for _ in range(B)]
+  edits: list[list] = [[] for _ in range(B)]
+  sites_tok: list[list[Tokens]] = [[] for _ in range(B)]
+  values_tok: list[list[Tokens]] = [[] for _ in range(B)]
+  site_idx, value_idx = np.zeros((B, M), np.int32), np.zeros((B, M), np.int32)
+  site_on, value_on = np.zeros((B, M), bool), np.zeros((B, M), bool)
+  logp, entropy = np.zeros(B), np.zeros(B)
+  live = list(active)
+  ctx = np.zeros(h.shape, np.float32)
+  for j in range(M):
+    if not any(live):
+      break
+    cands: list[Candidates | None] = [None] * B
+    st: list[Tokens | None] = [None] * B
+    for b in np.flatnonzero(live):
+      s = searches[b]
+      cands[b] = Candidates.of(s.state.space, trees[b], chosen[b], s.stats)
+      if j == 0 and not cands[b].sites:
+        raise ValueError("the program has no legal edit: the search space is a single point")
+      st[b] = site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg)
+    slogp, skeys = network.site_scores(net_cfg, params, h, ctx, j, _stack(st, min_sites))
+    slogp, skeys = np.asarray(slogp), np.asarray(skeys)
+    vt: list[Tokens | None] = [None] * B
+    pick = np.zeros(B, np.int32)
+    for b in np.flatnonzero(live):
+      i, lp, ent = _choose(searches[b].rng, slogp[b], np.pad(st[b].mask, (0, slogp.shape[1] - len(st[b].mask))))
+      sites_tok[b].append(st[b])
+      site_idx[b, j], site_on[b, j], pick[b] = i, True, i
+      logp[b], entropy[b] = logp[b] + lp, entropy[b] + ent
+      if i == 0:  # STOP
+        values_tok[b].append(empty_tokens((1,)))
+        live[b] = False
+        continue
+      vt[b] = value_tokens(searches[b].state.space, cands[b], cands[b].sites[i - 1], searches[b].stats, feat_cfg)
+    if not any(v is not None for v in vt):
+      break
+    skey = skeys[np.arange(B), pick]
+    vlogp, vkeys = network.value_scores(net_cfg, params, h, ctx, j, skey, _stack(vt, min_values))
+    vlogp, vkeys = np.asarray(vlogp), np.asarray(vkeys)
+    vpick = np.zeros(B, np.int32)
+    for b in np.flatnonzero([v is not None for v in vt]):
+      k, lp, ent = _choose(searches[b].rng, vlogp[b], np.pad(vt[b].mask, (0, vlogp.shape[1] - len(vt[b].mask))))
+      values_tok[b].append(vt[b])
+      value_idx[b, j], value_on[b, j], vpick[b] = k, True, k
+      logp[b], entropy[b] = logp[b] + lp, entropy[b] + ent
+      site = cands[b].sites[pick[b] - 1]
+      edit = make_edit(site, cands[b].values[site][k])
+      edits[b].append(edit)
+      chosen[b].add(site)
+      trees[b] = searches[b].state.space.apply(trees[b], edit)
+    on = np.array([v is not None for v in vt])[:, None]
+    ctx = ctx + np.where(on, skey + vkeys[np.arange(B), vpick], 0.0).astype(np.float32)
+  out: list[Sampled | None] = [None] * B
+  empty = empty_tokens((1,))
+  for b in np.flatnonzero(active):
+    pad = [empty] * (M - len(sites_tok[b]))
+    act = Actions(sites=stack_tokens(sites_tok[b] + pad), site_idx=site_idx[b], values=stack_tokens(values_tok[b] + pad),
+                  value_idx=value_idx[b], site_on=site_on[b], value_on=value_on[b])
+    tr = Transition(obs=searches[b].obs, act=act, logp=np.float32(logp[b]), value=np.float32(values[b]),
+                    reward=np.float32(0.0))
+    prop = Proposal(tree=trees[b], parent=searches[b].state.current, edits=tuple(edits[b]))
+    out[b] = Sampled(prop, tr, int(site_on[b].sum() + value_on[b].sum()), float(entropy[b]))
+  return out

@@ -1,0 +1,377 @@
+"""Meta-training of the PPO policy: one episode is a whole search run on a task from the training distribution.
+
+    python -m arrl.pretrain --out runs/pretrain --iterations 60 --seed 0            # resumes from --out if there
+    python -m arrl.pretrain --out runs/pretrain --iterations 60 --ship              # + write arrl/ppo/pretrained/
+
+Each iteration runs a batch of `--envs` searches of `--trials` trials at once, one per task drawn from the
+training distribution: the procedural prior of synthetic spaces (`arrl.ppo.tasks.synthetic`) and, with
+`--data synthetic,nas`, the NAS-Bench-Graph tables cs, physics, photo, computers, arxiv and proteins. cora,
+citeseer and pubmed are held out (`arrl.ppo.tasks.HELD_OUT`): asking for them is an error, and validation runs
+on fresh synthetic tasks only. The network carries over between episodes; the in-context history starts empty
+in each. The reward of a step is minus the normalised regret of the search's kept best after it (0 at the
+optimum, ~1 for a typical random program), so the return is the area under the regret curve: every budget counts.
+
+The environments follow `arrl.search`'s loop exactly (first trial = the default program, noise_repeats=1,
+false_keep=0.5 (margin 0), measured programs served from the cache), and their proposals come from the agent's own sampling
+code (`arrl.ppo.rollout`) with one jitted network call per decision step for the whole batch; so one episode
+here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_kwargs={"update_every": 0})`.
+
+Writes OUT/ckpt (orbax: network, optimizer, iteration), OUT/progress.json (validation curve, throughput),
+OUT/learning_curve.png; `--ship` writes the network and its model card to arrl/ppo/pretrained/.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from arrl.agents.base import Outcome, SearchState
+from arrl.keep import NoiseModel
+from arrl.loop import MAX_CACHED_IN_A_ROW
+from arrl.ppo import network, rollout
+from arrl.ppo.batch import Transition, stack_transitions
+from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
+from arrl.ppo.features import FeatureConfig, HistoryStats, observation
+from arrl.ppo.reward import RewardConfig
+from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
+
+SIZES = (64, 16, 16)           # padded observation, site and value tokens: one jit shape for every task
+MAX_TRIES = 20                 # samples per proposal before a measured program is accepted (as PPOAgent)
+DATA = ("synthetic", "nas")
+
+
+class Episode:
+  """One search run on one task, with `arrl.search`'s bookkeeping (noise_repeats=1, false_keep=0.5: margin 0)."""
+
+  def __init__(self, task: Task, trials: int):
+    self.task, self.trials = task, trials
+    self.current = task.space.default()
+    score = self._score(self.current)
+    if score is None:
+      raise ValueError(f"task {task.name}: its default program is infeasible")
+    self.cache: dict[Any, float | None] = {self.current: score}
+    self.best_score = score
+    self.sigma = NoiseModel.from_samples([score]).sigma
+    self.history: list[Outcome] = []
+    self.executed = 1
+    self.cached_in_a_row = 0
+    self.regrets = [task.regret(self._params(self.current))]   # after each executed trial
+
+  def _params(self, tree: Any) -> dict:
+    return self.task.space.to_params(tree)
+
+  def _score(self, tree: Any) -> float | None:
+    try:
+      s = float(self.task.objective(self._params(tree)))
+    except Infeasible:
+      return None
+    return s if math.isfinite(s) else None
+
+  @property
+  def done(self) -> bool:
+    """The budget is spent, or the space is exhausted: every program measured (the loop would go on until
+    MAX_CACHED_IN_A_ROW proposals in a row were cached; that changes no result and only costs time)."""
+    return (self.executed >= self.trials or self.cached_in_a_row >= MAX_CACHED_IN_A_ROW
+            or (self.task.size is not None and len(self.cache) >= self.task.size))
+
+  def state(self) -> SearchState:
+    return SearchState(space=self.task.space, current=self.current, best_score=self.best_score, sigma=self.sigma,
+                       history=self.history, budget_used=min(1.0, self.executed / self.trials))
+
+  def step(self, prop: Any) -> float:
+    """Runs (or serves from the cache) one proposal; returns the step's reward, -regret of the kept best."""
+    cached = prop.tree in self.cache
+    score = self.cache[prop.tree] if cached else self._score(prop.tree)
+    self.cache[prop.tree] = score
+    # The loop's keep test at false_keep=0.5 has margin 0: any strict gain (a cached program is never kept).
+    kept = score is not None and not cached and (self.best_score is None or score < self.best_score)
+    status = "crash" if score is None else "keep" if kept else "discard"
+    self.history.append(Outcome(trial_id=f"{len(self.history) + 1:06d}", tree=prop.tree, parent=prop.parent,
+                                edits=tuple(e.to_dict() for e in prop.edits), status=status, score=score, kept=kept,
+                                best_before=self.best_score, sigma=self.sigma, info=prop.info))
+    if kept:
+      self.current, self.best_score = prop.tree, score
+    self.cached_in_a_row = self.cached_in_a_row + 1 if cached else 0
+    if not cached:
+      self.executed += 1
+      self.regrets.append(self.task.regret(self._params(self.current)))
+    return -self.regrets[-1]
+
+
+@dataclasses.dataclass
+class Rollout:
+  episode: Episode
+  transitions: list[Transition]
+  rewards: list[float]
+
+
+def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, tasks: Sequence[Task],
+                 trials: int, rngs: Sequence[np.random.Generator]) -> list[Rollout]:
+  """A batch of whole searches, stepped together: each step encodes every unfinished search in one call, then
+  samples one proposal for each (retrying, like PPOAgent.propose, those that drew a measured program)."""
+  eps = [Episode(t, trials) for t in tasks]
+  out = [Rollout(e, [], []) for e in eps]
+  while not all(e.done for e in eps):
+    searches = []
+    for e, rng in zip(eps, rngs):
+      state = e.state()
+      stats = HistoryStats.of(state, feat_cfg.reward)
+      searches.append(rollout.Search(state, stats, observation(state, stats, feat_cfg), rng))
+    h, values = rollout.encode(net_cfg, params, searches, SIZES[0])
+    want = [not e.done for e in eps]
+    found: list[rollout.Sampled | None] = [None] * len(eps)
+    for attempt in range(MAX_TRIES):
+      got = rollout.sample(net_cfg, feat_cfg, params, searches, h, values, want, SIZES[1], SIZES[2])
+      for b in np.flatnonzero(want):
+        if got[b].proposal.tree not in searches[b].stats.measured or attempt == MAX_TRIES - 1:
+          found[b], want[b] = got[b], False
+      if not any(want):
+        break
+    for b, s in enumerate(found):
+      if s is not None:
+        info = {"ppo_id": len(out[b].transitions), "logp": float(s.transition.logp),
+                "value": float(s.transition.value), "entropy": s.entropy}
+        out[b].rewards.append(eps[b].step(dataclasses.replace(s.proposal, info=info)))
+        out[b].transitions.append(s.transition)
+  return out
+
+
+def advantages(rewards: Sequence[float], values: Sequence[float], gamma: float, lam: float) -> tuple[np.ndarray,
+                                                                                                      np.ndarray]:
+  """GAE over one finished episode (no bootstrap after its last step)."""
+  r, v = np.asarray(rewards, np.float64), np.asarray(values, np.float64)
+  nxt = np.append(v[1:], 0.0)
+  delta = r + gamma * nxt - v
+  adv = np.zeros_like(r)
+  acc = 0.0
+  for t in range(len(r) - 1, -1, -1):
+    acc = delta[t] + gamma * lam * acc
+    adv[t] = acc
+  return adv, adv + v
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training.
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  out: str = "runs/pretrain"
+  iterations: int = 60
+  envs: int = 8
+  trials: int = 100
+  seed: int = 0
+  data: tuple[str, ...] = DATA
+  nas_share: float = 0.25        # share of episodes on NAS-Bench-Graph tables (when "nas" is in data)
+  datasets: tuple[str, ...] = NAS_TRAIN
+  eval_every: int = 5
+  eval_tasks: int = 16
+  gamma: float = 0.98
+  gae_lambda: float = 0.95
+  lr: float = 3e-4
+  epochs: int = 3
+  minibatches: int = 4
+  ent_coef: float = 0.003
+
+  def __post_init__(self) -> None:
+    for d in self.datasets:
+      check_dataset(d)
+    bad = sorted(set(self.data) - set(DATA))
+    if bad or not self.data:
+      raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
+    if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10:
+      raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1 and --trials >= 10")
+
+
+class Pretrainer:
+  def __init__(self, cfg: Config):
+    import jax
+    from arrl.ppo.agent import AgentConfig
+    from arrl.ppo.checkpoint import OrbaxStore
+    from arrl.ppo.update import PPOConfig, make_optimizer
+    self.cfg = cfg
+    agent = AgentConfig()
+    self.net_cfg = network.NetConfig()
+    self.feat_cfg = FeatureConfig(buckets=self.net_cfg.buckets, history=agent.history,
+                                  max_edits=self.net_cfg.max_edits, reward=RewardConfig())
+    self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches)
+    self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior))
+    self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
+    self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
+    self.store = OrbaxStore(os.path.join(cfg.out, "ckpt"), keep=2)
+    self.progress_path = os.path.join(cfg.out, "progress.json")
+    self.progress: dict[str, Any] = {"config": dataclasses.asdict(cfg), "iteration": 0, "curve": [], "log": [],
+                                     "trials": 0, "seconds": 0.0}
+    self._nas: dict[str, Task] = {}
+    if os.path.exists(self.progress_path):
+      with open(self.progress_path) as f:
+        saved = json.load(f)
+      if saved["config"]["seed"] != cfg.seed or tuple(saved["config"]["data"]) != cfg.data:
+        raise ValueError(f"{cfg.out} holds a run with seed {saved['config']['seed']} and data {saved['config']['data']}; "
+                         "use another --out")
+      self.progress = {**saved, "config": dataclasses.asdict(cfg)}
+      if self.progress["iteration"]:
+        restored = self.store.restore(self.progress["iteration"], {"params": self.params, "opt_state": self.opt_state,
+                                                                   "key": self.key})
+        self.params, self.opt_state, self.key = restored["params"], restored["opt_state"], restored["key"]
+
+  def tasks(self, rng: np.random.Generator, n: int) -> list[Task]:
+    out = []
+    for _ in range(n):
+      if "nas" in self.cfg.data and ("synthetic" not in self.cfg.data or rng.random() < self.cfg.nas_share):
+        name = self.cfg.datasets[int(rng.integers(len(self.cfg.datasets)))]
+        if name not in self._nas:
+          self._nas[name] = nas_task(name)
+        out.append(self._nas[name])
+      else:
+        out.append(synthetic(rng))
+    return out
+
+  def validate(self) -> dict[str, float]:
+    """Mean normalised regret (over the run and at its end) on fixed fresh synthetic tasks (never held-out data)."""
+    rng = np.random.default_rng([self.cfg.seed, 10 ** 6])
+    tasks = [synthetic(rng, f"val{i}") for i in range(self.cfg.eval_tasks)]
+    rngs = [np.random.default_rng([self.cfg.seed, 10 ** 6, i]) for i in range(len(tasks))]
+    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
+    # an exhausted space keeps its last regret for the rest of the budget
+    curves = np.array([(r.episode.regrets + [r.episode.regrets[-1]] * self.cfg.trials)[:self.cfg.trials] for r in res])
+    return {"mean_regret": float(curves.mean()), "final_regret": float(curves[:, -1].mean()),
+            "regret_at_25": float(curves[:, min(24, curves.shape[1] - 1)].mean())}
+
+  def iterate(self, it: int) -> dict[str, float]:
+    import jax
+    from arrl.ppo.update import update_from_advantages
+    rng = np.random.default_rng([self.cfg.seed, it])
+    tasks = self.tasks(rng, self.cfg.envs)
+    rngs = [np.random.default_rng([self.cfg.seed, it, b]) for b in range(self.cfg.envs)]
+    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
+    trs, adv, ret = [], [], []
+    for r in res:
+      a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], self.cfg.gamma, self.cfg.gae_lambda)
+      trs += r.transitions
+      adv.append(a)
+      ret.append(g)
+    keep = np.sort(rng.permutation(len(trs))[: self.cfg.envs * (self.cfg.trials - 1)])  # a fixed batch size
+    batch = stack_transitions([trs[i] for i in keep], SIZES)
+    self.key, sub = (np.asarray(k, np.uint32) for k in jax.random.split(self.key))
+    self.params, self.opt_state, metrics = update_from_advantages(
+        self.net_cfg, self.ppo_cfg, self.params, self.opt_state, batch,
+        np.concatenate(adv)[keep].astype(np.float32), np.concatenate(ret)[keep].astype(np.float32), sub,
+        np.float32(self.cfg.ent_coef))
+    out = {k: float(v) for k, v in metrics.items()}
+    out["train_regret"] = float(np.mean([np.mean(r.episode.regrets) for r in res]))
+    out["trials"] = sum(r.episode.executed for r in res)
+    return out
+
+  def save(self) -> None:
+    it = self.progress["iteration"]
+    self.store.save(it, {"params": self.params, "opt_state": self.opt_state, "key": self.key})
+    tmp = self.progress_path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(self.progress, f)
+    os.replace(tmp, self.progress_path)
+
+  def run(self) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    os.makedirs(self.cfg.out, exist_ok=True)
+    if not self.progress["curve"]:
+      self.progress["curve"].append({"iteration": 0, **self.validate()})
+      self.save()
+    with Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[info]}")) as bar:
+      task = bar.add_task("", total=self.cfg.iterations, completed=self.progress["iteration"], info="")
+      while self.progress["iteration"] < self.cfg.iterations:
+        t0 = time.perf_counter()
+        metrics = self.iterate(self.progress["iteration"] + 1)
+        dt = time.perf_counter() - t0
+        self.progress["iteration"] += 1
+        self.progress["trials"] += metrics["trials"]
+        self.progress["seconds"] += dt
+        self.progress["log"].append({"iteration": self.progress["iteration"], "seconds": dt, **metrics})
+        if self.progress["iteration"] % self.cfg.eval_every == 0 or self.progress["iteration"] == self.cfg.iterations:
+          self.progress["curve"].append({"iteration": self.progress["iteration"], **self.validate()})
+        self.save()
+        rate = self.progress["trials"] / max(self.progress["seconds"], 1e-9) * 60
+        bar.update(task, completed=self.progress["iteration"],
+                   info=f"train regret {metrics['train_regret']:.3f}  val {self.progress['curve'][-1]['mean_regret']:.3f}"
+                        f"  {rate:,.0f} trials/min")
+    plot(self.progress, os.path.join(self.cfg.out, "learning_curve.png"))
+
+
+def plot(progress: dict, path: str) -> None:
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    return
+  curve = progress["curve"]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for key, label in (("mean_regret", "mean over the run"), ("regret_at_25", "after 25 trials"),
+                     ("final_regret", "at the end")):
+    ax.plot([c["iteration"] for c in curve], [c[key] for c in curve], marker="o", label=label)
+  ax.set_xlabel(f"meta-training iteration ({progress['config']['envs']} episodes of {progress['config']['trials']} trials)")
+  ax.set_ylabel("normalised regret (validation synthetic tasks)")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
+  p = argparse.ArgumentParser(prog="python -m arrl.pretrain", description=__doc__.split("\n\n")[0])
+  defaults = Config()
+  p.add_argument("--out", default=defaults.out, help="run directory (resumed when it exists)")
+  p.add_argument("--iterations", type=int, default=defaults.iterations)
+  p.add_argument("--envs", type=int, default=defaults.envs, help="episodes per iteration, stepped together")
+  p.add_argument("--trials", type=int, default=defaults.trials, help="trials per episode (search run)")
+  p.add_argument("--seed", type=int, default=defaults.seed)
+  p.add_argument("--data", default=",".join(defaults.data), help=f"task sources, from: {', '.join(DATA)}")
+  p.add_argument("--datasets", default=",".join(defaults.datasets),
+                 help=f"NAS-Bench-Graph training datasets ({', '.join(HELD_OUT)} are held out)")
+  p.add_argument("--nas-share", type=float, default=defaults.nas_share)
+  p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+  p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks)
+  p.add_argument("--lr", type=float, default=defaults.lr)
+  p.add_argument("--ship", action="store_true", help="write the trained network to arrl/ppo/pretrained/")
+  p.add_argument("--ship-to", help="write the trained network and its card to this directory instead (for ablations: "
+                                   "PPOAgent(init_from=DIR))")
+  args = p.parse_args(argv)
+  split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())
+  try:
+    cfg = Config(out=args.out, iterations=args.iterations, envs=args.envs, trials=args.trials, seed=args.seed,
+                 data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
+                 eval_every=args.eval_every, eval_tasks=args.eval_tasks, lr=args.lr)
+  except ValueError as e:
+    p.error(str(e))
+  return cfg, args.ship_to or (PRETRAINED if args.ship else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+  cfg, ship = parse_args(argv)
+  trainer = Pretrainer(cfg)
+  trainer.run()
+  prog = trainer.progress
+  print(f"{prog['iteration']} iterations, {prog['trials']:,} simulated trials in {prog['seconds']:.0f} s "
+        f"({prog['trials'] / max(prog['seconds'], 1e-9) * 60:,.0f} trials/min); validation regret "
+        f"{prog['curve'][0]['mean_regret']:.3f} -> {prog['curve'][-1]['mean_regret']:.3f}", file=sys.stderr)
+  if ship:
+    command = "python -m arrl.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
+    save_pretrained(ship, trainer.net_cfg, np.asarray(trainer.params), {
+        "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
+        "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": prog["iteration"], "episodes_per_iteration": cfg.envs,
+        "trials_per_episode": cfg.trials, "simulated_trials": prog["trials"], "wall_seconds": round(prog["seconds"]),
+        "validation": prog["curve"][-1], "validation_start": prog["curve"][0]})
+    print(f"wrote {ship}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,103 @@
+"""Meta-training (`arrl.pretrain`): held-out data refused, vectorised episodes = the sequential agent, resume,
+and the shipped pretrained network (loading, config mismatch, a space it never saw)."""
+import numpy as np
+import pytest
+
+import arrl.search
+from arrl import pretrain
+from arrl.ppo import PPOAgent, network, tasks
+from arrl.ppo.agent import AgentConfig
+from arrl.ppo.checkpoint import PRETRAINED, load_pretrained, save_pretrained
+from arrl.ppo.features import FeatureConfig
+
+
+@pytest.mark.parametrize("dataset", tasks.HELD_OUT)
+def test_held_out_datasets_are_refused(dataset, capsys):
+  with pytest.raises(ValueError, match="held out"):
+    tasks.nas_task(dataset)
+  with pytest.raises(ValueError, match="held out"):
+    pretrain.Config(datasets=("cs", dataset))
+  with pytest.raises(SystemExit) as e:
+    pretrain.main(["--datasets", dataset, "--out", "/nonexistent"])
+  assert e.value.code != 0 and "held out" in capsys.readouterr().err
+
+
+def test_synthetic_tasks_vary_and_their_default_is_feasible():
+  rng = np.random.default_rng(0)
+  drawn = [tasks.synthetic(rng) for _ in range(12)]
+  assert len({len(t.space.default().fields) for t in drawn}) > 3
+  for t in drawn:
+    params = t.space.to_params(t.space.default())
+    assert np.isfinite(t.objective(params)) and 0 <= t.regret(params) <= 2
+
+
+def _sequential(task, seed, trials):
+  res = arrl.search.search(task.space, task.objective, agent="ppo", max_trials=trials, seed=seed, noise_repeats=1,
+                           false_keep=0.5, agent_kwargs={"init_from": "none", "update_every": 0})
+  return [(t.params, t.score, t.status) for t in res.trials]
+
+
+def test_a_vectorised_episode_makes_the_trials_of_the_sequential_agent():
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  rng = np.random.default_rng(5)
+  batch = [tasks.synthetic(rng) for _ in range(3)]
+  seed, trials = 2, 30
+  params = network.init_params(net, seed, cfg.stop_bias, cfg.prior)
+  res = pretrain.run_episodes(net, feat, params, batch, trials, [np.random.default_rng(seed) for _ in batch])
+  for task, r in zip(batch, res):
+    vec = [(task.space.to_params(o.tree), o.score, o.status) for o in r.episode.history]
+    seq = _sequential(task, seed, trials)
+    assert seq[1:] == vec  # seq[0] is the loop's baseline trial of the default program
+    assert len(r.transitions) == len(r.rewards) == len(vec) and all(x <= 0 for x in r.rewards)
+
+
+def test_pretraining_resumes_where_it_stopped(tmp_path):
+  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--seed", "3"]
+  pretrain.main(["--out", str(tmp_path / "a"), "--iterations", "2", *args])
+  pretrain.main(["--out", str(tmp_path / "b"), "--iterations", "1", *args])
+  pretrain.main(["--out", str(tmp_path / "b"), "--iterations", "2", *args])  # as after a kill: picks up at 1
+  a, b = (pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / d), iterations=2, envs=2, trials=12, eval_tasks=2,
+                                              data=("synthetic",), seed=3)) for d in "ab")
+  assert a.progress["iteration"] == b.progress["iteration"] == 2
+  np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params), rtol=1e-5, atol=1e-6)
+  assert len(b.progress["log"]) == 2 and (tmp_path / "b" / "learning_curve.png").exists()
+
+
+def test_the_shipped_network_is_the_default_and_a_mismatched_config_is_one_clear_error(tmp_path):
+  shipped = load_pretrained(PRETRAINED, network.NetConfig())
+  np.testing.assert_array_equal(np.asarray(PPOAgent(seed=0).params), shipped)
+  assert not np.array_equal(np.asarray(PPOAgent(seed=0, init_from="none").params), shipped)
+  with pytest.raises(ValueError, match="another config.*d_model=64 here 32.*--agent-init none"):
+    PPOAgent(seed=0, d_model=32)
+  save_pretrained(str(tmp_path), network.NetConfig(d_model=32), np.zeros(3), {"command": "test"})
+  with pytest.raises(ValueError, match="another config"):
+    load_pretrained(str(tmp_path), network.NetConfig())
+  with pytest.raises(ValueError, match="no pretrained PPO network"):
+    load_pretrained(str(tmp_path / "missing"), network.NetConfig())
+
+
+def test_the_pretrained_agent_runs_on_a_space_it_never_saw_and_is_reproducible():
+  space = {"warmup": {"choices": [0, 50, 100, 200, 400], "ordinal": True},
+           "opt": {"choices": ["lion", "sgd", "adam"]}, "dropout": {"choices": [0.0, 0.1, 0.3], "ordinal": True},
+           "norm": {"choices": ["pre", "post", "none", "sandwich"]}}
+
+  def loss(p):
+    return abs(p["warmup"] - 100) / 100 + {"lion": 0.2, "sgd": 0.5, "adam": 0.0}[p["opt"]] + p["dropout"] + (
+        0.3 if p["norm"] == "post" else 0.0)
+
+  a = arrl.search.search(space, loss, agent="ppo", max_trials=25, seed=4)
+  b = arrl.search.search(space, loss, agent="ppo", max_trials=25, seed=4)
+  assert [t.params for t in a.trials] == [t.params for t in b.trials]
+  assert sum(not t.cached for t in a.trials) == 25 and a.best.score < loss(a.trials[0].params)
+
+
+def test_an_episode_on_an_exhausted_space_ends():
+  space = {"a": {"choices": [0, 1]}, "b": {"choices": [0, 1, 2]}}
+  loss = lambda p: float(p["a"] + p["b"])
+  task = tasks.Task("tiny", arrl.search.as_space(space), loss, loss, 0.0, 1.0, size=6)
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  params = network.init_params(net, 0, cfg.stop_bias, cfg.prior)
+  (r,) = pretrain.run_episodes(net, feat, params, [task], 50, [np.random.default_rng(0)])
+  assert r.episode.executed == 6 and r.episode.regrets[-1] == 0.0
