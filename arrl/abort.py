@@ -32,6 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from arrl.trial import EvalContext
+
 
 @dataclasses.dataclass(frozen=True)
 class PowerLawFit:
@@ -118,14 +120,15 @@ class AbortReference:
       raise ValueError(f"sigma_bpb must be >= 0, got {self.sigma_bpb}")
 
   @classmethod
-  def from_record(cls, record: dict | None, sigma_bpb: float) -> "AbortReference | None":
-    """From a ledger record; None when it has no usable score or loss curve."""
-    if not record or not isinstance(record.get("val_bpb"), (int, float)) or not math.isfinite(record["val_bpb"]):
+  def from_context(cls, context: EvalContext) -> "AbortReference | None":
+    """The context's reference; None when it has no usable score or loss curve."""
+    score = context.reference_score
+    if score is None or not math.isfinite(score):
       return None
-    curve = as_curve(record.get("loss_curve") or [])
-    if len(curve) < 4 or record["val_bpb"] <= 0:
+    curve = as_curve(context.reference_curve)
+    if len(curve) < 4 or score <= 0:
       return None
-    return cls(curve=curve, val_bpb=float(record["val_bpb"]), sigma_bpb=sigma_bpb)
+    return cls(curve=curve, val_bpb=float(score), sigma_bpb=context.sigma)
 
   @property
   def final_loss(self) -> float:

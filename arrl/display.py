@@ -22,6 +22,7 @@ from rich.text import Text
 
 from arrl.loop import error_line
 from arrl.runner import Monitor
+from arrl.trial import Status
 
 PERIODIC_STEPS = 10   # plain progress lines per trial when the output is not a terminal (every 10 %)
 
@@ -195,9 +196,9 @@ class RunDisplay:
     score = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
     if (rec.get("n_runs") or 1) > 1:
       score += f" (mean of {rec['n_runs']} runs {rec['mean_val_bpb']:.6f})"
-    colour = {"keep": "green", "baseline": "cyan", "discard": "white"}.get(rec["status"], "red")
+    colour = {Status.KEEP: "green", Status.BASELINE: "cyan", Status.DISCARD: "white"}.get(rec["status"], "red")
     cached = " (cached)" if rec.get("cached") else ""
-    failed = rec.get("run_status") not in (None, "ok", "aborted")
+    failed = rec.get("run_status") not in (None, Status.OK, Status.ABORTED)
     error = f" | error: {escape(error_line(rec))}" if failed and error_line(rec) else ""
     self.console.print(
         f"trial {escape(rec['trial_id'])} [{colour}]{rec['status']:>15}[/{colour}]{cached} val_bpb {score} | "

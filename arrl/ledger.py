@@ -29,13 +29,11 @@ import sys
 import time
 from typing import Any
 
+from arrl.trial import LEDGER_STATUSES, SCORED, Status
+
 LEDGER_FILE = "trials.jsonl"
 RESULTS_FILE = "results.tsv"
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
-# Ledger statuses. "baseline" marks the repeated runs of the starting program (noise estimate), "confirm" the
-# extra runs of a candidate that passed the keep test once (arrl.loop).
-STATUSES = ("keep", "discard", "crash", "diverged", "timeout", "compile-timeout", "aborted", "baseline", "confirm")
-_SCORED = ("keep", "discard", "baseline", "confirm")   # statuses whose val_bpb is a real measurement
 
 # Every record has these fields; missing ones get these defaults. Extra fields are kept as given.
 FIELDS: dict[str, Any] = {
@@ -64,11 +62,11 @@ def _fsync_dir(path: str) -> None:
 def _tsv_row(rec: dict) -> str:
   status = rec["status"]
   val = rec.get("val_bpb")
-  scored = status in _SCORED and isinstance(val, (int, float)) and math.isfinite(val)
+  scored = status in SCORED and isinstance(val, (int, float)) and math.isfinite(val)
   mem_gb = (rec.get("peak_memory_mb") or 0.0) / 1024
   desc = " ".join(str(rec.get("description") or "").split())   # one line, no tabs
   # autoresearch records its baseline as a kept run.
-  tsv_status = "keep" if status == "baseline" else status
+  tsv_status = Status.KEEP if status == Status.BASELINE else status
   return f"{rec['trial_id']}\t{val if scored else 0.0:.6f}\t{mem_gb:.1f}\t{tsv_status}\t{desc}"
 
 
@@ -82,13 +80,14 @@ def validate_record(record: dict) -> dict:
   tid = record["trial_id"]
   if not isinstance(tid, str) or not tid or any(c.isspace() for c in tid):
     raise ValueError(f"trial_id must be a non-empty string without whitespace, got {tid!r}")
-  if record["status"] not in STATUSES:
-    raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {record['status']!r}")
+  if record["status"] not in LEDGER_STATUSES:
+    raise ValueError(f"status must be one of {', '.join(LEDGER_STATUSES)}; got {record['status']!r}")
   out = {k: copy.deepcopy(v) for k, v in FIELDS.items()}
   out.update(record)
+  out["status"] = str(out["status"])   # a Status is stored as its plain string, as read back from disk
   if not isinstance(out["kept"], bool):
     raise ValueError(f"kept must be a bool, got {out['kept']!r}")
-  if out["kept"] != (out["status"] == "keep"):
+  if out["kept"] != (out["status"] == Status.KEEP):
     raise ValueError(f"kept={out['kept']} contradicts status={out['status']!r} (kept iff status is 'keep')")
   return out
 

@@ -52,6 +52,7 @@ from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
 from arrl.space import Space
+from arrl.trial import EvalContext, Status
 
 STATE_FILE = "state.json"
 MAX_BASELINE_FAILURES = 3   # the default program failing this often in a row stops the run: nothing to compare to
@@ -95,7 +96,7 @@ class LoopConfig:
 
 @dataclasses.dataclass
 class EvalResult:
-  status: str                    # ok | crash | diverged | timeout | compile-timeout | aborted
+  status: Status                 # ok | crash | diverged | timeout | compile-timeout | aborted
   score: float | None            # lower is better (val-bpb); None unless ok (or an abort prediction)
   metrics: dict = dataclasses.field(default_factory=dict)  # extra ledger fields
 
@@ -103,9 +104,9 @@ class EvalResult:
 class Evaluator(Protocol):
   env_digest: str
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
-    """Run `tree`; `best` (None: no early abort) is the kept best's record; `replicate` numbers the runs of
-    one program (0, 1, ...): a noisy objective should use another seed for each."""
+  def evaluate(self, tree: Any, trial_id: str, context: EvalContext, replicate: int = 0) -> EvalResult:
+    """Run `tree`; `context` holds the noise and the kept best to compare with (for early abort); `replicate`
+    numbers the runs of one program (0, 1, ...): a noisy objective should use another seed for each."""
 
 
 
@@ -278,7 +279,7 @@ class SearchLoop:
     self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
     self.best = next((r for r in records if r["trial_id"] == st["best_id"]), None)
     self.best_score = st["best_score"]
-    self.history = [self._outcome(r) for r in records if r.get("status") != "baseline" and not r.get("confirms")]
+    self.history = [self._outcome(r) for r in records if r.get("status") != Status.BASELINE and not r.get("confirms")]
     self.absorbed = absorbed
     if self.pending is not pend or any(a is not b for a, b in zip(self.in_flight, in_flight)):
       self._save()   # a trial in flight got a fresh id
@@ -327,11 +328,11 @@ class SearchLoop:
   # ---- one trial ---------------------------------------------------------------------------------
   def _outcome(self, rec: dict) -> Outcome:
     score = rec["mean_val_bpb"] if rec.get("mean_val_bpb") is not None else rec.get("val_bpb")
-    if rec["status"] == "aborted" and rec.get("abort"):
+    if rec["status"] == Status.ABORTED and rec.get("abort"):
       score = rec["abort"].get("predicted_val_bpb")  # early-aborted: the curve fit's prediction
     return Outcome(trial_id=rec["trial_id"], tree=tree_lib.from_json(rec["program"]),
                    parent=tree_lib.from_json(rec["parent_program"]) if rec.get("parent_program") else None,
-                   edits=tuple(rec.get("edits") or ()), status=rec["status"], score=score,
+                   edits=tuple(rec.get("edits") or ()), status=Status(rec["status"]), score=score,
                    kept=bool(rec.get("kept")), best_before=rec.get("best_before"), sigma=rec.get("sigma", 0.0),
                    info=rec.get("agent") or {})
 
@@ -390,7 +391,7 @@ class SearchLoop:
     """val_bpb of every successful run, by program digest (confirmations of trial `exclude` left out)."""
     groups: dict[str, list[float]] = {}
     for r in self.ledger.records():
-      if r.get("run_status") == "ok" and not r.get("cached") and (exclude is None or r.get("confirms") != exclude):
+      if r.get("run_status") == Status.OK and not r.get("cached") and (exclude is None or r.get("confirms") != exclude):
         groups.setdefault(r["digest"], []).append(r["val_bpb"])
     return groups
 
@@ -424,7 +425,7 @@ class SearchLoop:
     else:
       if replicate is None:  # run r of a program (failed runs count): r differs for every run, resumed or not
         replicate = sum(not r.get("cached") for r in self.ledger.find_digest(digest))
-      res = self.evaluator.evaluate(tree, trial_id, best, self.sigma, replicate=replicate)
+      res = self.evaluator.evaluate(tree, trial_id, EvalContext.from_record(best, self.sigma), replicate=replicate)
     return {**res.metrics, **{k: v for k, v in pend.items() if k not in ("baseline", "first_run")},
             "trial_id": trial_id, "digest": digest, "run_status": res.status, "val_bpb": res.score,
             "cached": prior is not None, "replicate": replicate, "best_before": self.best_score, "sigma": self.sigma,
@@ -447,18 +448,18 @@ class SearchLoop:
     if done is not None:
       return done
     row = self._measure(pend, trial_id, first["replicate"] + i, best=None)  # no early abort: it passed once
-    ok = row["run_status"] == "ok"
-    return self.ledger.append({**row, "status": "confirm" if ok else row["run_status"], "kept": False,
+    ok = row["run_status"] == Status.OK
+    return self.ledger.append({**row, "status": Status.CONFIRM if ok else row["run_status"], "kept": False,
                                "confirms": pend["trial_id"], "agent": {},
                                "description": f"confirms {pend['trial_id']}: {pend['description']}"})
 
   def _finish(self, pend: dict) -> dict:
     """Run the pending trial and, if it passes, its confirmations; judge it; append its row."""
     row = pend.get("first_run") or self._measure(pend, pend["trial_id"], None, self.best)
-    ok = row["run_status"] == "ok"
+    ok = row["run_status"] == Status.OK
     kept, extra = False, {}
     if pend["baseline"]:
-      status = "baseline" if ok else row["run_status"]
+      status = Status.BASELINE if ok else row["run_status"]
     elif not ok:
       status = row["run_status"]
     else:
@@ -470,12 +471,12 @@ class SearchLoop:
             pend["first_run"] = row
             self._save()
           confirms = [self._confirmation(pend, row, i) for i in range(1, self.config.confirm + 1)]
-          runs += [c["val_bpb"] for c in confirms if c["run_status"] == "ok"]
+          runs += [c["val_bpb"] for c in confirms if c["run_status"] == Status.OK]
           kept, margin = self._judge(pend, runs)
           kept = kept and len(runs) == 1 + len(confirms)   # a program that fails on another seed is not kept
           extra["confirmed_by"] = [c["trial_id"] for c in confirms]
         extra["keep_margin"] = margin
-      status = "keep" if kept else "discard"
+      status = Status.KEEP if kept else Status.DISCARD
       extra.update(mean_val_bpb=float(np.mean(runs)), n_runs=len(runs))
     return self.ledger.append({**row, **extra, "status": status, "kept": kept})
 
@@ -493,7 +494,7 @@ class SearchLoop:
       self.elapsed_s = self._wall[1] + time.monotonic() - self._wall[0]
     self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
     if pend["baseline"]:
-      if rec["run_status"] == "ok":
+      if rec["run_status"] == Status.OK:
         self.baseline_scores.append(rec["val_bpb"])
       if len(self.baseline_scores) >= self.config.noise_repeats:
         self.best = rec
@@ -524,7 +525,7 @@ class SearchLoop:
   def _baseline_failed(self, rec: dict) -> str | None:
     """Counts the default program's failures in a row (in this process only: a resume after fixing the cause
     tries again); the stop reason once there are MAX_BASELINE_FAILURES."""
-    self._baseline_failures = self._baseline_failures + 1 if is_baseline(rec) and rec["status"] != "baseline" else 0
+    self._baseline_failures = self._baseline_failures + 1 if is_baseline(rec) and rec["status"] != Status.BASELINE else 0
     if self._baseline_failures < MAX_BASELINE_FAILURES:
       return None
     return (f"{BASELINE_FAILED}: the default program failed {self._baseline_failures} times in a row "

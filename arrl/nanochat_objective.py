@@ -14,6 +14,7 @@ from arrl.loop import EvalResult
 from arrl.nanochat_space import to_program
 from arrl.plugins import Plugin
 from arrl.runner import Executor, Monitor, TrialJob
+from arrl.trial import EvalContext, Status
 from nanochat_jax.config import MAX_SEED
 
 TRIAL_FN = "arrl.nanochat_objective:run_trial"
@@ -69,7 +70,7 @@ class NanochatEvaluator:
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
   plugins: tuple[Plugin, ...] = ()  # imported by every worker (arrl.plugins)
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
+  def evaluate(self, tree: Any, trial_id: str, context: EvalContext, replicate: int = 0) -> EvalResult:
     seed = (self.seed + replicate) % MAX_SEED   # run r of a program sees another data order (and initialisation)
     payload = {"program": to_program(tree).to_json(), "preset": self.preset, "budget_s": self.budget_s,
                "seed": seed, "devices": self.devices, "data": self.data, "val_data": self.val_data,
@@ -79,12 +80,12 @@ class NanochatEvaluator:
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,
                    eval_allowance_s=max(60.0, 0.5 * self.budget_s),
                    log_path=os.path.join(self.run_dir, "logs", f"{trial_id}.log"))
-    monitor = AbortWatcher(self.abort, AbortReference.from_record(best, sigma))
+    monitor = AbortWatcher(self.abort, AbortReference.from_context(context))
     if self.watch is not None:
       monitor = self.watch(trial_id, monitor)
     res = self.executor.run(job, monitor=monitor, cancel=self.cancel)
     if res.env_digest is not None and res.env_digest != self.env_digest:
-      return EvalResult(status="crash", score=None, metrics={**res.ledger_fields(), "seed": seed, "error": (
+      return EvalResult(status=Status.CRASH, score=None, metrics={**res.ledger_fields(), "seed": seed, "error": (
           f"worker saw environment {res.env_digest}, loop expects {self.env_digest}")})
-    return EvalResult(status=res.status, score=res.val_bpb if res.status == "ok" else None,
+    return EvalResult(status=res.status, score=res.val_bpb if res.status == Status.OK else None,
                       metrics={**res.ledger_fields(), "seed": seed})

@@ -49,10 +49,9 @@ import sys
 import time
 from typing import Any, Callable, Protocol
 
+from arrl.trial import REPORTABLE, Status
 from nanochat_jax import cache
 
-STATUSES = ("ok", "crash", "diverged", "compile-timeout", "aborted", "timeout")
-REPORTABLE = ("ok", "diverged", "compile-timeout", "aborted")   # what a trial may put in its summary
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # makes `arrl` importable in workers
 _SUMMARY_FIELDS = ("val_bpb", "training_seconds", "compile_seconds", "peak_memory_mb", "total_tokens_M",
                    "num_steps", "env_digest")
@@ -93,7 +92,7 @@ class TrialJob:
 @dataclasses.dataclass
 class TrialResult:
   trial_id: str
-  status: str                      # one of STATUSES
+  status: Status                   # ok | crash | diverged | timeout | compile-timeout | aborted
   val_bpb: float | None = None
   training_seconds: float | None = None
   compile_seconds: float | None = None
@@ -256,34 +255,34 @@ class _Watch:
   curve: list[list[float]] = dataclasses.field(default_factory=list)
 
 
-def _classify(w: _Watch, exit_code: int | None) -> tuple[str, str | None]:
+def _classify(w: _Watch, exit_code: int | None) -> tuple[Status, str | None]:
   """(status, error text) from what was observed."""
   if w.summary is not None:
-    status = w.summary.get("status", "ok")
+    status = w.summary.get("status", Status.OK)
     if status not in REPORTABLE:
-      return "crash", f"trial reported unknown status {status!r} (expected one of {', '.join(REPORTABLE)})"
+      return Status.CRASH, f"trial reported unknown status {status!r} (expected one of {', '.join(REPORTABLE)})"
     val = w.summary.get("val_bpb")
-    if status == "ok" and val is None:
-      return ("aborted", None) if w.stop_sent else ("crash", "trial reported ok without a val_bpb")
-    if status == "ok" and not (isinstance(val, (int, float)) and math.isfinite(val)):
-      return "diverged", f"val_bpb is {val}"
-    if status == "ok" and w.summary.get("num_steps") == 0:   # an untrained model's score is no result
-      return "crash", "trial reported ok after 0 training steps"
-    return status, w.summary.get("error")
+    if status == Status.OK and val is None:
+      return (Status.ABORTED, None) if w.stop_sent else (Status.CRASH, "trial reported ok without a val_bpb")
+    if status == Status.OK and not (isinstance(val, (int, float)) and math.isfinite(val)):
+      return Status.DIVERGED, f"val_bpb is {val}"
+    if status == Status.OK and w.summary.get("num_steps") == 0:   # an untrained model's score is no result
+      return Status.CRASH, "trial reported ok after 0 training steps"
+    return Status(status), w.summary.get("error")
   if w.error is not None:
     note = " (OOM)" if w.error.startswith("MemoryError") else ""
-    return "crash", w.error + note
+    return Status.CRASH, w.error + note
   if w.stop_sent:
-    return "aborted", "killed after not stopping within the grace period" if w.killed else None
+    return Status.ABORTED, "killed after not stopping within the grace period" if w.killed else None
   if w.killed == "oom":
-    return "crash", w.oom_note
-  if w.killed in ("timeout", "compile-timeout"):
-    return w.killed, f"killed: {w.killed}"
+    return Status.CRASH, w.oom_note
+  if w.killed in (Status.TIMEOUT, Status.COMPILE_TIMEOUT):
+    return Status(w.killed), f"killed: {w.killed}"
   if exit_code is not None and exit_code < 0:
     name = signal.Signals(-exit_code).name
     hint = " (possibly the kernel OOM killer)" if -exit_code == signal.SIGKILL else ""
-    return "crash", f"worker killed by {name}{hint}"
-  return "crash", f"worker exited with code {exit_code} without a summary"
+    return Status.CRASH, f"worker killed by {name}{hint}"
+  return Status.CRASH, f"worker exited with code {exit_code} without a summary"
 
 
 _DEFAULT_JAX_CACHE = "$ARRL_CACHE/jax"
@@ -356,7 +355,7 @@ class LocalProcessExecutor:
     status, error = _classify(watch, proc.returncode)
     summary = watch.summary or {}
     fields = {k: summary.get(k) for k in _SUMMARY_FIELDS}
-    if status != "ok":   # a failed run has no score (and a NaN would not be valid JSON in the ledger)
+    if status != Status.OK:   # a failed run has no score (and a NaN would not be valid JSON in the ledger)
       fields["val_bpb"] = None
     return TrialResult(
         trial_id=job.trial_id, status=status, error=error, summary=summary, exit_code=proc.returncode, **fields,
@@ -423,10 +422,10 @@ class LocalProcessExecutor:
           return
         continue
       if now > t0 + job.deadline_s:
-        watch.killed = "timeout"
+        watch.killed = Status.TIMEOUT
         return
       if not watch.curve and now > t0 + job.compile_cap_s:
-        watch.killed = "compile-timeout"
+        watch.killed = Status.COMPILE_TIMEOUT
         return
       if stop_at is not None and now > stop_at + lim.stop_grace_s:
         watch.killed = "stop-grace"

@@ -33,6 +33,7 @@ from arrl.lock import RunDirLock
 from arrl.loop import EvalResult, LoopConfig, SearchLoop, write_json_atomic
 from arrl.oracle import Oracle
 from arrl.space import Space
+from arrl.trial import EvalContext, Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +53,12 @@ class SearchResult:
   run_dir: str
 
 
-def _call(objective: Callable[[dict], float], params: dict) -> tuple[str, float | None, str]:
+def _call(objective: Callable[[dict], float], params: dict) -> tuple[Status, float | None, str]:
   """(status, score, traceback text): the objective is user code, so any exception is a recorded crash."""
   try:
-    return "ok", float(objective(params)), ""
+    return Status.OK, float(objective(params)), ""
   except Exception:
-    return "crash", None, traceback.format_exc(limit=3)[-2000:]
+    return Status.CRASH, None, traceback.format_exc(limit=3)[-2000:]
 
 
 def _child(objective: Callable[[dict], float], params: dict, conn: Any) -> None:
@@ -65,7 +66,7 @@ def _child(objective: Callable[[dict], float], params: dict, conn: Any) -> None:
   conn.close()
 
 
-def _call_in_child(objective: Callable[[dict], float], params: dict, timeout_s: float) -> tuple[str, float | None, str]:
+def _call_in_child(objective: Callable[[dict], float], params: dict, timeout_s: float) -> tuple[Status, float | None, str]:
   ctx = multiprocessing.get_context("fork")   # fork: lambdas and closures need no pickling
   recv, send = ctx.Pipe(duplex=False)
   proc = ctx.Process(target=_child, args=(objective, params, send))
@@ -73,11 +74,11 @@ def _call_in_child(objective: Callable[[dict], float], params: dict, timeout_s: 
   send.close()
   try:
     if not recv.poll(timeout_s):
-      return "timeout", None, f"the objective did not return within trial_timeout_s={timeout_s:g} s (killed)"
+      return Status.TIMEOUT, None, f"the objective did not return within trial_timeout_s={timeout_s:g} s (killed)"
     return recv.recv()
   except EOFError:
     proc.join()
-    return "crash", None, f"the objective's process died without a result (exit code {proc.exitcode})"
+    return Status.CRASH, None, f"the objective's process died without a result (exit code {proc.exitcode})"
   finally:
     proc.kill()
     proc.join()
@@ -91,18 +92,18 @@ class CallableEvaluator:
   def __init__(self, space: Space, objective: Callable[[dict], float], digest: str, timeout_s: float | None = None):
     self.space, self.objective, self.env_digest, self.timeout_s = space, objective, digest, timeout_s
 
-  def evaluate(self, tree: Any, trial_id: str, best: dict | None, sigma: float, replicate: int = 0) -> EvalResult:
-    del trial_id, best, sigma, replicate  # the objective takes no seed
+  def evaluate(self, tree: Any, trial_id: str, context: EvalContext, replicate: int = 0) -> EvalResult:
+    del trial_id, context, replicate  # the objective takes no seed
     params = self.space.to_params(tree)
     if self.timeout_s is None:
       status, score, text = _call(self.objective, params)
     else:
       status, score, text = _call_in_child(self.objective, params, self.timeout_s)
-    if status != "ok":
+    if status != Status.OK:
       return EvalResult(status=status, score=None, metrics={"log_tail": text, "error": text.strip().splitlines()[-1]})
     if not math.isfinite(score):
-      return EvalResult(status="diverged", score=None)
-    return EvalResult(status="ok", score=score)
+      return EvalResult(status=Status.DIVERGED, score=None)
+    return EvalResult(status=Status.OK, score=score)
 
 
 def _code_digest(code: types.CodeType) -> str:

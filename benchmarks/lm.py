@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from arrl.abort import AbortPolicy, AbortReference, AbortWatcher
+from arrl.trial import EvalContext
 from benchmarks.stats import mean_ci
 
 STARTUP_ALLOWANCE_S = 180.0  # per trial, on top of the budget, before a run is declared hung
@@ -76,7 +77,8 @@ def best_so_far(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 def would_abort(record: dict[str, Any], by_id: dict[str, dict], policy: AbortPolicy) -> float | None:
   """The budget fraction at which `policy` would have stopped this trial, or None."""
-  ref = AbortReference.from_record(by_id.get(record.get("parent") or ""), record.get("sigma") or 0.0)
+  ref = AbortReference.from_context(EvalContext.from_record(by_id.get(record.get("parent") or ""),
+                                                           record.get("sigma") or 0.0))
   if ref is None or record.get("status") in ("baseline", "confirm"):   # the loop never aborts these
     return None
   watcher = AbortWatcher(policy, ref)

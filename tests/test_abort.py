@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from arrl.abort import AbortPolicy, AbortReference, AbortWatcher, fit_power_law, smooth
+from arrl.trial import EvalContext
 
 P = np.linspace(0.002, 1.0, 500)
 
@@ -118,13 +119,13 @@ def test_watcher_without_reference_or_disabled_never_stops():
     assert watcher.record is None and len(watcher.curve) == len(worse)
 
 
-def test_reference_from_record():
+def test_reference_from_a_best_record():
   good = {"val_bpb": 0.99, "loss_curve": curve().tolist()}
-  ref = AbortReference.from_record(good, sigma_bpb=0.001)
-  assert ref.val_bpb == 0.99 and ref.final_loss == pytest.approx(5.0, abs=0.05)
-  assert AbortReference.from_record(None, 0.001) is None
-  assert AbortReference.from_record({"val_bpb": None, "loss_curve": good["loss_curve"]}, 0.001) is None
-  assert AbortReference.from_record({"val_bpb": 0.99, "loss_curve": []}, 0.001) is None
+  ref = AbortReference.from_context(EvalContext.from_record(good, sigma=0.001))
+  assert ref.val_bpb == 0.99 and ref.sigma_bpb == 0.001 and ref.final_loss == pytest.approx(5.0, abs=0.05)
+  for record in (None, {"val_bpb": None, "loss_curve": good["loss_curve"]}, {"val_bpb": float("nan")},
+                 {"val_bpb": 0.99, "loss_curve": []}):
+    assert AbortReference.from_context(EvalContext.from_record(record, 0.001)) is None
 
 
 @pytest.mark.parametrize("kw", [{"fractions": ()}, {"fractions": (0.5, 0.3)}, {"fractions": (1.0,)},

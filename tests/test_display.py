@@ -12,6 +12,7 @@ from arrl.display import RunDisplay
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import nanochat_space
 from arrl.runner import TrialResult
+from arrl.trial import EvalContext
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ABORT_RECORD = {"fraction": 0.3, "stop": False, "predicted_val_bpb": 1.7312, "best_val_bpb": 1.7011}
@@ -140,7 +141,7 @@ def test_evaluator_chains_the_display_on_the_abort_watcher(tmp_path):
   space = nanochat_space("tiny")
   evaluator = NanochatEvaluator(executor=FakeExecutor(), preset="tiny", budget_s=30.0, compile_cap_s=10.0,
                                 env_digest="x", run_dir=str(tmp_path), abort=AbortPolicy(), watch=display.monitor)
-  res = evaluator.evaluate(space.default(), "000007", None, 0.001)
+  res = evaluator.evaluate(space.default(), "000007", EvalContext(sigma=0.001))
   assert res.status == "ok" and res.score == 1.5
   assert seen["record"] is None   # the abort watcher's record (no reference: no assessment)
   flight = display.flights["000007"]

@@ -122,11 +122,11 @@ class NoisyEvaluator:
   def __init__(self, space, kill_at=None):
     self.space, self.kill_at, self.calls = space, kill_at, []
 
-  def evaluate(self, tree, trial_id, best, sigma, replicate=0):
+  def evaluate(self, tree, trial_id, context, replicate=0):
     if trial_id == self.kill_at:
       raise Killed(trial_id)
     digest = tree_lib.digest(tree)
-    self.calls.append((trial_id, digest, replicate, best is not None))
+    self.calls.append((trial_id, digest, replicate, context.reference_score is not None))
     noise = random.Random(f"{digest}/{replicate}").gauss(0.0, 0.3)
     return EvalResult(status="ok", score=objective(self.space.to_params(tree)) + noise,
                       metrics={"num_steps": 10, "training_seconds": 1.0})

@@ -4,6 +4,7 @@ Fast: toy objectives (tests/loop_driver.py) and, for arrl.main, a fake data load
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -231,12 +232,35 @@ def test_a_deleted_state_beside_a_ledger_of_another_environment_is_refused(tmp_p
     toy_loop(tmp_path, evaluator=CallableEvaluator(space, objective, "env-b"))
 
 
+# A run dir written by arrl before the typed trial record (6b983d8: tests/loop_driver.py, evolution, 5 trials).
+OLD_RUN = os.path.join(ROOT, "tests", "data", "pre_trial_run")
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+def test_a_run_dir_written_before_the_typed_trial_record_resumes(tmp_path, capsys, with_state):
+  old = open(os.path.join(OLD_RUN, "trials.jsonl"), "rb").read()
+  (tmp_path / "trials.jsonl").write_bytes(old)
+  if with_state:
+    shutil.copy(os.path.join(OLD_RUN, "state.json"), tmp_path / "state.json")
+  space = Space.from_dict(SPACE)
+  loop = SearchLoop(space, CallableEvaluator(space, objective, "4e1fc5b19294159b"), make_agent("evolution", seed=3),
+                    str(tmp_path), Oracle(max_experiments=8, patience=None), LoopConfig(noise_repeats=2, confirm=1))
+  assert ("rebuilding the search state from" in capsys.readouterr().err) != with_state
+  assert (loop.best["trial_id"], loop.best_score, loop.baseline_scores, loop.executed) == ("000003", 3.0, [14.0] * 2, 5)
+  assert [(o.trial_id, o.status, o.score) for o in loop.history] == [("000002", "discard", 23.0), ("000003", "keep", 3.0)]
+  assert [r["status"] for r in loop.ledger.records()] == ["baseline", "baseline", "discard", "confirm", "keep"]
+  assert loop.run() == "max-experiments" and loop.executed >= 8
+  assert (tmp_path / "trials.jsonl").read_bytes().startswith(old)   # the old records are never rewritten
+  assert len(ids(tmp_path)) == len(set(ids(tmp_path))) and min(ids(tmp_path)[5:]) >= "000004"
+  assert loop.best_score <= 3.0
+
+
 # ---- 8. a baseline that keeps failing stops the run, its error on the console ---------------------------------
 
 class Crashing:
   env_digest = "env-a"
 
-  def evaluate(self, tree, trial_id, best, sigma, replicate=0):
+  def evaluate(self, tree, trial_id, context, replicate=0):
     return EvalResult(status="crash", score=None, metrics={
         "error": "worker exited", "log_tail": "compiling\nRuntimeError: Unknown flag in XLA_FLAGS: --xla_bogus"})
 
@@ -259,7 +283,7 @@ class FakeEvaluator:
     self.kw, self.env_digest = kw, kw["env_digest"]
     FakeEvaluator.made.append(kw)
 
-  def evaluate(self, tree, trial_id, best, sigma, replicate=0):
+  def evaluate(self, tree, trial_id, context, replicate=0):
     if FakeEvaluator.crash:
       return EvalResult(status="crash", score=None, metrics={"log_tail": "RuntimeError: Unknown flag in XLA_FLAGS"})
     return EvalResult(status="ok", score=1.0 + int(digest(tree)[:6], 16) / 2**26)

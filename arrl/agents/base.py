@@ -8,6 +8,7 @@ import numpy as np
 
 from arrl import tree as tree_lib
 from arrl.space import Space
+from arrl.trial import Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Outcome:
   tree: Any
   parent: Any
   edits: tuple
-  status: str                        # keep | discard | crash | diverged | timeout | compile-timeout | aborted
+  status: Status                     # keep | discard | crash | diverged | timeout | compile-timeout | aborted
   score: float | None                # val-bpb (or the objective), the mean over a confirmed candidate's runs —
                                      # lower is better; None when no result
   kept: bool

@@ -30,7 +30,7 @@ import dataclasses
 import math
 from typing import Any
 
-FAILED = ("crash", "diverged", "timeout", "compile-timeout")
+from arrl.trial import FAILED, Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ def trial_score(outcome: Any) -> float | None:
   if outcome.status in FAILED:
     return None
   score = outcome.score
-  if score is None and outcome.status == "aborted":
+  if score is None and outcome.status == Status.ABORTED:
     score = (outcome.info or {}).get("predicted_score")
   if score is None or not math.isfinite(float(score)):
     return None
