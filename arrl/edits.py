@@ -205,22 +205,28 @@ def _candidates(grammar: Grammar, tree: Node) -> Iterator[tuple[Edit, Node]]:
         yield edit, set_path(tree, path, _edited_list(current, edit))
 
 
-def legal_edits(grammar: Grammar, tree: Node) -> list[Edit]:
-  """Every edit whose result validates, constraints included, in slot order.
+def legal_moves(grammar: Grammar, tree: Node) -> list[tuple[Edit, Node]]:
+  """Every edit whose result validates, constraints included, in slot order, with that result (equal to
+  `apply(grammar, tree, edit)`, without re-validating the tree for each edit).
 
   No-ops are left out, and so is every edit whose result an earlier edit already reaches (inserting "S" before
   or after another "S" is one action, not two).
   """
   grammar.validate(tree)
   seen = {tree}
-  out: list[Edit] = []
+  out: list[tuple[Edit, Node]] = []
   for edit, new in _candidates(grammar, tree):
     if new in seen:
       continue
     seen.add(new)
     if grammar.check_constraints(new) is None:
-      out.append(edit)
+      out.append((edit, new))
   return out
+
+
+def legal_edits(grammar: Grammar, tree: Node) -> list[Edit]:
+  """The edits of `legal_moves`."""
+  return [edit for edit, _ in legal_moves(grammar, tree)]
 
 
 def legal_actions(grammar: Grammar, tree: Node) -> dict[Site, list[Any]]:

@@ -38,6 +38,10 @@ class Space:
     self._check_root(tree)
     return edits.legal_edits(self.grammar, tree)
 
+  def legal_moves(self, tree: Node) -> list[tuple[edits.Edit, Node]]:
+    self._check_root(tree)
+    return edits.legal_moves(self.grammar, tree)
+
   def legal_actions(self, tree: Node) -> dict[edits.Site, list[Any]]:
     self._check_root(tree)
     return edits.legal_actions(self.grammar, tree)

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from arrl import edits
 from arrl.edits import (IllegalEdit, ListDelete, ListInsert, ListReplace, SetField, SwapVariant, apply,
-                        edit_from_dict, legal_actions, legal_edits, make_edit)
+                        edit_from_dict, legal_actions, legal_edits, legal_moves, make_edit)
 from arrl.grammar import Child, Choice, Grammar, ListOf
 from arrl.space import Space
 from arrl.tree import Node, diff, get_path
@@ -99,6 +99,7 @@ def test_legal_edits_are_exactly_the_valid_non_noop_results():
   t = apply(g, g.default("program"), SetField("lr", 0.08))
   legal = legal_edits(g, t)
   results = [apply(g, t, e) for e in legal]
+  assert legal_moves(g, t) == list(zip(legal, results))  # typed equality: False, 0 and 0.0 differ
   assert t not in results and len(set(results)) == len(results)  # no no-ops, no duplicate results
   assert SetField("model.depth", 12) not in legal  # blocked by the constraint
   assert {SetField("model.depth", 4), SwapVariant("model.mlp", "swiglu"), ListDelete("model.windows", 0)} <= set(legal)
@@ -189,6 +190,7 @@ def test_random_flat_space_edit_sequences_stay_valid(spec, picks, seed):
     legal = space.legal_edits(t)
     actions = space.legal_actions(t)
     assert sum(map(len, actions.values())) == len(legal)
+    assert space.legal_moves(t) == [(e, space.apply(t, e)) for e in legal]
     if not legal:
       break
     t = space.apply(t, legal[pick % len(legal)])

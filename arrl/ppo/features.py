@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from arrl.edits import Edit, edit_from_dict, make_edit
+from arrl.edits import Edit, edit_from_dict
 from arrl.grammar import Choice, ListOf
 from arrl.ppo.batch import (HASH_SLOTS, KIND_GLOBAL, KIND_PROGRAM, KIND_SITE, KIND_STOP, KIND_TRIAL, KIND_VALUE,
                             NUM_FEATS, Tokens, bucket)
@@ -33,6 +33,7 @@ from arrl.tree import Node, flatten, get_path
 Site = tuple
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same few thousand strings recur at every step
 def hash_ids(text: str, buckets: int) -> tuple[int, int]:
   """Two rows in 1..buckets-1 (row 0 means "empty slot"); stable across processes, unlike hash()."""
   h = hashlib.blake2b(text.encode(), digest_size=8).digest()
@@ -277,9 +278,14 @@ def _current(tree: Node, site: Site) -> Any:
 @functools.lru_cache(maxsize=256)
 def _neighbours(space: Any, tree: Node) -> tuple[dict[Site, list[Any]], dict[Site, list[Node]]]:
   """Legal actions of `tree` and the program each leads to. Cached: every proposal starts from the current
-  program, which changes only when a trial is kept (and applying ~150 edits to a nanochat tree takes ~0.1 s)."""
-  actions = space.legal_actions(tree)
-  return actions, {s: [space.apply(tree, make_edit(s, v)) for v in vs] for s, vs in actions.items()}
+  program, which changes only when a trial is kept. The children come with the legal edits (`legal_moves`), not
+from applying each edit again: re-validating the tree per edit was most of a pretraining step."""
+  actions: dict[Site, list[Any]] = {}
+  children: dict[Site, list[Node]] = {}
+  for edit, child in space.legal_moves(tree):
+    actions.setdefault(edit.site, []).append(edit.value)
+    children.setdefault(edit.site, []).append(child)
+  return actions, children
 
 
 @dataclasses.dataclass(frozen=True)
