@@ -38,7 +38,7 @@ from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
-from arrl.ppo.features import FeatureConfig, HistoryStats, observation
+from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, observation
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
 
@@ -63,6 +63,7 @@ class Episode:
     self.executed = 1
     self.cached_in_a_row = 0
     self.regrets = [task.regret(self._params(self.current))]   # after each executed trial
+    self.tally = Tally()                                          # the history statistics so far
 
   def _params(self, tree: Any) -> dict:
     return self.task.space.to_params(tree)
@@ -122,7 +123,7 @@ def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: An
     searches = []
     for e, rng in zip(eps, rngs):
       state = e.state()
-      stats = HistoryStats.of(state, feat_cfg.reward)
+      stats = HistoryStats.of(state, feat_cfg.reward, tally=e.tally)
       searches.append(rollout.Search(state, stats, observation(state, stats, feat_cfg), rng))
     h, values = rollout.encode(net_cfg, params, searches, SIZES[0])
     want = [not e.done for e in eps]

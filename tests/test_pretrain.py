@@ -1,5 +1,7 @@
 """Meta-training (`arrl.pretrain`): held-out data refused, vectorised episodes = the sequential agent, resume,
 and the shipped pretrained network (loading, config mismatch, a space it never saw)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,9 @@ from arrl import pretrain
 from arrl.ppo import PPOAgent, network, tasks
 from arrl.ppo.agent import AgentConfig
 from arrl.ppo.checkpoint import PRETRAINED, load_pretrained, save_pretrained
-from arrl.ppo.features import FeatureConfig
+from arrl.agents.base import SearchState
+from arrl.ppo.features import FeatureConfig, HistoryStats, Tally
+from arrl.ppo.reward import RewardConfig
 
 
 @pytest.mark.parametrize("dataset", tasks.HELD_OUT)
@@ -50,6 +54,25 @@ def test_a_vectorised_episode_makes_the_trials_of_the_sequential_agent():
     seq = _sequential(task, seed, trials)
     assert seq[1:] == vec  # seq[0] is the loop's baseline trial of the default program
     assert len(r.transitions) == len(r.rewards) == len(vec) and all(x <= 0 for x in r.rewards)
+
+
+
+def test_history_statistics_kept_up_to_date_step_by_step_equal_the_ones_read_from_the_whole_history():
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  task = tasks.synthetic(np.random.default_rng(11))
+  params = network.init_params(net, 0, cfg.stop_bias, cfg.prior)
+  hist = pretrain.run_episodes(net, feat, params, [task], 25, [np.random.default_rng(0)])[0].episode.history
+  assert {o.status for o in hist} >= {"keep", "discard"}
+  tally, reward_cfg = Tally(), RewardConfig()
+  for k in range(1, len(hist) + 1):
+    best = min((o for o in hist[:k] if o.score is not None), key=lambda o: o.score)
+    state = SearchState(space=task.space, current=best.tree, best_score=best.score, sigma=0.01, history=hist[:k],
+                        budget_used=k / 25)
+    kept, whole = HistoryStats.of(state, reward_cfg, tally=tally), HistoryStats.of(state, reward_cfg)
+    assert vars(kept) == vars(whole) and tally.seen == k
+  with pytest.raises(ValueError, match="cannot follow"):
+    HistoryStats.of(dataclasses.replace(state, history=hist[:3]), reward_cfg, tally=tally)
 
 
 def test_pretraining_resumes_where_it_stopped(tmp_path):

@@ -127,10 +127,52 @@ def setting(tree: Node, path: str) -> str:
   return value_str(v.variant if isinstance(v, Node) else v)
 
 
+Key = tuple[str, str]   # a setting: (path, value as text)
+
+
 @functools.lru_cache(maxsize=8192)
-def _settings(tree: Node) -> tuple[tuple[str, str], ...]:
+def _settings(tree: Node) -> tuple[Key, ...]:
   """Every (path, value as text) of a program; cached, as the whole history is read at every proposal."""
   return tuple((path, value_str(v)) for path, v in flatten(tree).items())
+
+
+@dataclasses.dataclass
+class Tally:
+  """The history's part of `HistoryStats`, grown by each new outcome once: a caller that keeps one across the
+  steps of a search (`arrl.pretrain`) pays per step for the new trial, not for the whole history again."""
+  seen: int = 0                        # outcomes of the history added so far
+  rewards: list[float] = dataclasses.field(default_factory=list)
+  measured: set[Node] = dataclasses.field(default_factory=set)
+  count: dict[Key, int] = dataclasses.field(default_factory=dict)
+  best: dict[Key, float] = dataclasses.field(default_factory=dict)
+  total: dict[Key, float] = dataclasses.field(default_factory=dict)
+  scored: dict[Key, int] = dataclasses.field(default_factory=dict)
+  edited: dict[str, int] = dataclasses.field(default_factory=dict)
+
+  def add_program(self, tree: Node, score: float | None) -> None:
+    for key in _settings(tree):
+      self.count[key] = self.count.get(key, 0) + 1
+      self.best[key] = min(self.best.get(key, math.inf), math.inf if score is None else score)
+      if score is not None:
+        self.total[key] = self.total.get(key, 0.0) + score
+        self.scored[key] = self.scored.get(key, 0) + 1
+
+  def extend(self, history: Sequence[Any], cfg: RewardConfig) -> None:
+    """Adds the outcomes after the ones already seen (a history only grows)."""
+    if len(history) < self.seen:
+      raise ValueError(f"a tally of {self.seen} outcomes cannot follow a history of {len(history)}")
+    for outcome in history[self.seen:]:
+      self.rewards.append(reward(outcome, cfg))
+      self.measured.add(outcome.tree)
+      for e in outcome.edits:
+        path = as_edit(e).site[1]
+        self.edited[path] = self.edited.get(path, 0) + 1
+      self.add_program(outcome.tree, trial_score(outcome))
+    self.seen = len(history)
+
+  def copy(self) -> "Tally":
+    return Tally(self.seen, list(self.rewards), set(self.measured), dict(self.count), dict(self.best),
+                 dict(self.total), dict(self.scored), dict(self.edited))
 
 
 @dataclasses.dataclass
@@ -139,42 +181,32 @@ class HistoryStats:
   (path, value) seen, how many measured programs had it and the best score among them."""
   rewards: list[float]
   measured: set[Node]
-  count: dict[tuple[str, str], int]
-  best: dict[tuple[str, str], float]   # inf when every program with the setting failed
-  total: dict[tuple[str, str], float]  # sum of the finite scores of the programs with the setting
-  scored: dict[tuple[str, str], int]   # how many of them had a finite score
-  edited: dict[str, int]               # path -> trials whose edits changed it
+  count: dict[Key, int]
+  best: dict[Key, float]     # inf when every program with the setting failed
+  total: dict[Key, float]    # sum of the finite scores of the programs with the setting
+  scored: dict[Key, int]     # how many of them had a finite score
+  edited: dict[str, int]     # path -> trials whose edits changed it
   best_score: float | None
-  unit: float                          # one noise unit (see reward.noise_unit)
+  unit: float                # one noise unit (see reward.noise_unit)
   cfg: RewardConfig
 
   @classmethod
-  def of(cls, state: Any, cfg: RewardConfig, in_flight: Iterable[Node] = ()) -> "HistoryStats":
-    """`in_flight`: programs proposed but not finished yet; they count as measured."""
-    best_score = state.best_score
-    unit = noise_unit(best_score, state.sigma, cfg) if best_score is not None else 1.0
-    stats = cls([], {state.current, *in_flight}, {}, {}, {}, {}, {}, best_score, unit, cfg)
-    programs = [(o.tree, trial_score(o)) for o in state.history] + [(state.current, best_score)]
-    for outcome in state.history:
-      stats.rewards.append(reward(outcome, cfg))
-      stats.measured.add(outcome.tree)
-      for e in outcome.edits:
-        path = as_edit(e).site[1]
-        stats.edited[path] = stats.edited.get(path, 0) + 1
-    for tree, score in programs:
-      for key in _settings(tree):
-        stats.count[key] = stats.count.get(key, 0) + 1
-        stats.best[key] = min(stats.best.get(key, math.inf), math.inf if score is None else score)
-        if score is not None:
-          stats.total[key] = stats.total.get(key, 0.0) + score
-          stats.scored[key] = stats.scored.get(key, 0) + 1
-    return stats
+  def of(cls, state: Any, cfg: RewardConfig, in_flight: Iterable[Node] = (), tally: Tally | None = None) -> "HistoryStats":
+    """`in_flight`: programs proposed but not finished yet; they count as measured. `tally`: one kept across the
+    calls of one search (brought up to date here), else the history is read whole."""
+    tally = tally if tally is not None else Tally()
+    tally.extend(state.history, cfg)
+    t = tally.copy()
+    t.add_program(state.current, state.best_score)  # the current program counts once more, with the best score
+    t.measured.update((state.current, *in_flight))
+    unit = noise_unit(state.best_score, state.sigma, cfg) if state.best_score is not None else 1.0
+    return cls(t.rewards, t.measured, t.count, t.best, t.total, t.scored, t.edited, state.best_score, unit, cfg)
 
   def _regret_of(self, score: float) -> float:
     gap = min(0.0, (self.best_score - score) / self.unit)
     return squash(gap, self.cfg) / self.cfg.reward_clip
 
-  def regret(self, key: tuple[str, str]) -> float:
+  def regret(self, key: Key) -> float:
     """How much worse than the current best the best program with this setting was, squashed like a reward
     and scaled into [-1, 0] (-1 = a reward of -reward_clip or worse, or only failures; 0 = as good, or never
     seen)."""
@@ -182,7 +214,7 @@ class HistoryStats:
       return 0.0
     return self._regret_of(self.best[key])
 
-  def mean_regret(self, key: tuple[str, str]) -> float:
+  def mean_regret(self, key: Key) -> float:
     """Like `regret`, of the mean score of the programs with this setting (-1 when none had a score)."""
     if key not in self.best or self.best_score is None:
       return 0.0
@@ -190,7 +222,7 @@ class HistoryStats:
       return -1.0
     return self._regret_of(self.total[key] / self.scored[key])
 
-  def feats(self, key: tuple[str, str]) -> list[float]:
+  def feats(self, key: Key) -> list[float]:
     """[log count / 3, regret, mean regret, share of the measured programs with it]: the first numbers of every
     value token (see batch.REGRET)."""
     return [math.log1p(self.count.get(key, 0)) / 3, self.regret(key), self.mean_regret(key),
@@ -297,7 +329,7 @@ class Candidates:
   sites: list[Site]
   values: dict[Site, list[Any]]
   fresh: dict[Site, list[bool]]
-  settings: dict[Site, list[tuple[str, str]]]   # the (path, value) setting each value leads to
+  settings: dict[Site, list[Key]]   # the (path, value) setting each value leads to
 
   @classmethod
   def of(cls, space: Any, tree: Node, exclude: set[Site], stats: HistoryStats) -> "Candidates":
