@@ -251,7 +251,9 @@ class Pretrainer:
     rng = np.random.default_rng([self.cfg.seed, it])
     tasks = self.tasks(rng, self.cfg.envs)
     rngs = [np.random.default_rng([self.cfg.seed, it, b]) for b in range(self.cfg.envs)]
+    t0 = time.perf_counter()
     res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
+    rollout_seconds = time.perf_counter() - t0
     trs, adv, ret = [], [], []
     for r in res:
       a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], self.cfg.gamma, self.cfg.gae_lambda)
@@ -268,6 +270,7 @@ class Pretrainer:
     out = {k: float(v) for k, v in metrics.items()}
     out["train_regret"] = float(np.mean([np.mean(r.episode.regrets) for r in res]))
     out["trials"] = sum(r.episode.executed for r in res)
+    out["rollout_seconds"] = rollout_seconds   # the rest of the iteration is mostly the PPO update
     return out
 
   def save(self) -> None:
