@@ -25,9 +25,9 @@ from arrl.abort import AbortPolicy
 from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
 from arrl.keep import KeepRule
-from arrl.ledger import LedgerError
+from arrl.ledger import LEDGER_FILE, LedgerError
 from arrl.lock import RunDirLock
-from arrl.loop import BASELINE_FAILED, LoopConfig, LoopError, SearchLoop, write_json_atomic
+from arrl.loop import BASELINE_FAILED, STATE_FILE, LoopConfig, LoopError, SearchLoop, write_json_atomic
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
@@ -227,6 +227,9 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   args.budget_s = budget = args.budget_s or preset.budget_s
   plugins = load_run_plugins(args.plugin, args.run_dir, args.force)  # before the space: they extend it
   space = nanochat_space(preset)
+  if args.initial and any(os.path.exists(os.path.join(args.run_dir, f)) for f in (STATE_FILE, LEDGER_FILE)):
+    raise ValueError(f"--initial only starts a new run, and {args.run_dir} has one: resume it without --initial, "
+                     "or start a new --run-dir")
   initial = load_initial(args.initial, space, preset.program) if args.initial else None
   print(f"preparing data for preset {preset.name} ...", file=sys.stderr, flush=True)
   data = load_run_data(preset, args.data, args.val_data, args.cache_dir)  # warms the cache workers read

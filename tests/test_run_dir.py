@@ -352,6 +352,21 @@ def test_an_out_of_range_value_in_run_json_is_one_line(tmp_path, fake_nanochat, 
   assert len(err) == 1 and err[0].startswith(f"error: {run / 'run.json'}: ") and message in err[0]
 
 
+def test_initial_on_an_existing_run_is_one_line_not_silently_ignored(tmp_path, fake_nanochat, capsys):
+  run = tmp_path / "run"
+  assert arrl_main.main(["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--max-experiments", "1",
+                         "--run-dir", str(run)]) == 0
+  initial = tmp_path / "initial.json"
+  initial.write_text('{"model": {"depth": 3}}')
+  capsys.readouterr()
+  before = (run / "trials.jsonl").read_text()
+  assert arrl_main.main(["--run-dir", str(run), "--initial", str(initial), "--max-experiments", "2"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0] == (f"error: --initial only starts a new run, and {run} has one: resume it "
+                                      "without --initial, or start a new --run-dir")
+  assert (run / "trials.jsonl").read_text() == before
+
+
 def test_a_forced_resume_on_another_preset_without_run_json_is_one_line(tmp_path, fake_nanochat, capsys):
   run = tmp_path / "run"
   assert arrl_main.main(["--preset", "tiny", "--agent", "random", "--noise-repeats", "1", "--max-experiments", "1",
