@@ -28,6 +28,8 @@ import sys
 from types import ModuleType
 from typing import Iterable, Iterator, Sequence
 
+from arrl.loop import write_json_atomic
+
 ENTRY_POINT_GROUP = "arrl.plugins"
 PLUGINS_FILE = "plugins.json"
 PATH_PREFIX = "arrl_plugin_"
@@ -169,9 +171,7 @@ def load_run_plugins(given: Sequence[str], run_dir: str, force: bool = False) ->
 def record(run_dir: str, plugins: Sequence[Plugin]) -> None:
   """Writes RUN_DIR/plugins.json (atomically): what a resume of the run must load."""
   path = os.path.join(run_dir, PLUGINS_FILE)
-  with open(f"{path}.tmp", "w") as f:
-    json.dump([dataclasses.asdict(p) for p in plugins], f, indent=1)
-  os.replace(f"{path}.tmp", path)
+  write_json_atomic(path, [dataclasses.asdict(p) for p in plugins])
 
 
 def recorded(run_dir: str) -> list[dict]:

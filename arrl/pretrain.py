@@ -34,7 +34,7 @@ import numpy as np
 
 from arrl.agents.base import Outcome, SearchState
 from arrl.keep import NoiseModel
-from arrl.loop import MAX_CACHED_IN_A_ROW
+from arrl.loop import MAX_CACHED_IN_A_ROW, write_json_atomic
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
@@ -276,10 +276,7 @@ class Pretrainer:
   def save(self) -> None:
     it = self.progress["iteration"]
     self.store.save(it, {"params": self.params, "opt_state": self.opt_state, "key": self.key})
-    tmp = self.progress_path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.progress, f)
-    os.replace(tmp, self.progress_path)
+    write_json_atomic(self.progress_path, self.progress)
 
   def run(self) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
