@@ -16,6 +16,7 @@ from arrl.plugins import Plugin
 from arrl.runner import Executor, Monitor, TrialJob
 from arrl.trial import EvalContext, Status
 from nanochat_jax.config import MAX_SEED
+from nanochat_jax.env import wall_limit_s
 
 TRIAL_FN = "arrl.nanochat_objective:run_trial"
 STARTUP_ALLOWANCE_S = 60.0   # interpreter, jax import and cached data load, on top of the compile cap
@@ -76,7 +77,7 @@ class NanochatEvaluator:
                "seed": seed, "devices": self.devices, "data": self.data, "val_data": self.val_data,
                "cache_dir": self.cache_dir, "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
     os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
-    job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=self.budget_s,
+    job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=wall_limit_s(self.budget_s),
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,
                    eval_allowance_s=max(60.0, 0.5 * self.budget_s),
                    log_path=os.path.join(self.run_dir, "logs", f"{trial_id}.log"))

@@ -53,8 +53,8 @@ from arrl.trial import REPORTABLE, Status
 from nanochat_jax import cache
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # makes `arrl` importable in workers
-_SUMMARY_FIELDS = ("val_bpb", "training_seconds", "compile_seconds", "peak_memory_mb", "total_tokens_M",
-                   "num_steps", "env_digest")
+_SUMMARY_FIELDS = ("val_bpb", "training_seconds", "training_wall_seconds", "compile_seconds", "peak_memory_mb",
+                   "total_tokens_M", "num_steps", "env_digest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,8 @@ class TrialResult:
   trial_id: str
   status: Status                   # ok | crash | diverged | timeout | compile-timeout | aborted
   val_bpb: float | None = None
-  training_seconds: float | None = None
+  training_seconds: float | None = None   # on the budget clock (nanochat_jax.env.budget_clock)
+  training_wall_seconds: float | None = None
   compile_seconds: float | None = None
   total_seconds: float = 0.0       # wall clock of the whole trial, start-up included
   startup_seconds: float | None = None

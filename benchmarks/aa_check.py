@@ -135,7 +135,13 @@ def _spread(rows: list[dict]) -> dict[str, Any]:
   return {"runs": len(rows), "mean_val_bpb": float(np.mean(vals)) if vals else None,
           "sd_val_bpb": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
           "mean_steps": float(np.mean([r["num_steps"] for r in rows])) if rows else None,
-          "mean_training_seconds": float(np.mean([r["training_seconds"] for r in rows])) if rows else None}
+          "mean_training_seconds": float(np.mean([r["training_seconds"] for r in rows])) if rows else None,
+          "mean_wall_seconds": _mean([r.get("training_wall_seconds") for r in rows])}
+
+
+def _mean(xs: list[Any]) -> float | None:
+  xs = [x for x in xs if x is not None]   # runs recorded before training_wall_seconds existed lack it
+  return float(np.mean(xs)) if xs else None
 
 
 def summarize(loop: SearchLoop, share: float, seed: int, load_avg: dict[str, list[float]]) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def summarize(loop: SearchLoop, share: float, seed: int, load_avg: dict[str, lis
       "all_runs": _spread(ok), "quiet_runs": _spread([r for r in ok if not r["loaded"]]),
       "loaded_runs": _spread([r for r in ok if r["loaded"]]),
       "runs": [{k: r.get(k) for k in ("trial_id", "status", "val_bpb", "mean_val_bpb", "num_steps",
-                                      "training_seconds", "seed", "keep_margin")}
+                                      "training_seconds", "training_wall_seconds", "seed", "keep_margin")}
                | {"loaded": is_loaded(r["trial_id"], share, seed)} for r in recs],
   }
 
@@ -189,14 +195,18 @@ def markdown(s: dict[str, Any], title: str) -> str:
            f"{s['candidates']} | {_rate(old)} |", "",
            f"Candidates confirmed: {rule['confirmed']}, early-aborted: {rule['aborted']}, failed: {rule['failed']}. "
            f"Pooled sigma {_fmt(sg['sigma'])} (df {sg['dof']}, 95% CI [{_fmt(sg['ci95'][0])}, {_fmt(sg['ci95'][1])}]).",
-           "", "| runs | n | mean val_bpb | sd | mean steps | mean training s |", "|---|---|---|---|---|---|"]
+           "", "| runs | n | mean val_bpb | sd | mean steps | mean training s (budget clock) | mean training s (wall) |",
+           "|---|---|---|---|---|---|---|"]
   for name in ("all_runs", "quiet_runs", "loaded_runs"):
     r = s[name]
     lines.append(f"| {name.split('_')[0]} | {r['runs']} | {_fmt(r['mean_val_bpb'])} | {_fmt(r['sd_val_bpb'])} | "
-                 f"{_fmt(r['mean_steps'], '.1f')} | {_fmt(r['mean_training_seconds'], '.1f')} |")
-  lines += ["", "| trial | status | val_bpb | steps | training s | seed | loaded |", "|---|---|---|---|---|---|---|"]
+                 f"{_fmt(r['mean_steps'], '.1f')} | {_fmt(r['mean_training_seconds'], '.1f')} | "
+                 f"{_fmt(r['mean_wall_seconds'], '.1f')} |")
+  lines += ["", "| trial | status | val_bpb | steps | training s | wall s | seed | loaded |",
+            "|---|---|---|---|---|---|---|---|"]
   lines += [f"| {r['trial_id']} | {r['status']} | {_fmt(r['val_bpb'])} | {r['num_steps']} | "
-            f"{_fmt(r['training_seconds'], '.1f')} | {r['seed']} | {'yes' if r['loaded'] else ''} |" for r in s["runs"]]
+            f"{_fmt(r['training_seconds'], '.1f')} | {_fmt(r.get('training_wall_seconds'), '.1f')} | {r['seed']} | "
+            f"{'yes' if r['loaded'] else ''} |" for r in s["runs"]]
   return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+import os
+import time
+from typing import Any, Callable
 
 from nanochat_jax.config import ModelConfig, OptimConfig, Program, ScheduleConfig
 
@@ -16,13 +18,15 @@ EVAL_PROTOCOL = "bpb-v1"         # sum nats over targets with bytes > 0 / (ln 2 
 DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends the run as `diverged`
 VOCAB_SIZE = 8192                # including 4 special tokens
 MAX_BUDGET_S = 24 * 3600.0       # longest training budget accepted (train CLI, arrl.main, run_trial)
+BUDGET_CLOCK = "cpu-time-on-cpu-v1"   # what a budget second is: see `budget_clock`
+CPU_CLOCK_WALL_SLACK = 4.0       # a trial may take this many budgets of wall time before it times out
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
   name: str
   seq_len: int                   # tokens per row (the model's context)
-  budget_s: float                # wall-clock seconds of training steps
+  budget_s: float                # seconds of training steps, on the budget clock (`budget_clock`)
   eval_tokens: int               # validation tokens scored for val_bpb
   eval_batch_rows: int
   compile_cap_s: float           # compile longer than this -> status compile-timeout
@@ -74,6 +78,30 @@ def get_preset(name: str) -> Preset:
   return PRESETS[name]
 
 
+def budget_clock(backend: str) -> Callable[[], float]:
+  """The clock a training budget is counted on, for training on JAX backend `backend`.
+
+  Accelerators ("gpu", "tpu"): wall-clock seconds (a trial owns its devices). "cpu": this process's CPU
+  seconds (all its threads) divided by the cores it may run on. On a shared CPU machine wall time buys a
+  trial more or fewer steps as other processes come and go, so the score follows machine load, not the
+  program; CPU time buys the same work under any load, and on an idle machine whose cores the trial keeps
+  busy it runs at wall-clock speed (a program that leaves cores idle gets its budget over more wall time).
+  """
+  if backend != "cpu":
+    return time.perf_counter
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return lambda: time.process_time() / cores
+
+
+def wall_limit_s(budget_s: float) -> float:
+  """Wall-clock seconds a trial's training may take before its runner calls it a timeout.
+
+  On CPU the budget is CPU time, so a trial on a busy machine takes longer than its budget on the wall clock;
+  on an accelerator the trial stops on time by itself and this only bounds a hang.
+  """
+  return budget_s * CPU_CLOCK_WALL_SLACK
+
+
 def check_budget(budget_s: Any) -> float:
   """`budget_s` as a float in (0, MAX_BUDGET_S]; NaN, inf and non-numbers are refused."""
   if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not 0 < budget_s <= MAX_BUDGET_S:
@@ -84,7 +112,7 @@ def check_budget(budget_s: Any) -> float:
 def env_digest(preset: Preset, corpus_digest: str, tokenizer_digest: str) -> str:
   """sha256 (16 hex) of everything that must stay fixed for results to compare."""
   blob = json.dumps({
-      "protocol": EVAL_PROTOCOL, "divergence_loss": DIVERGENCE_LOSS, "preset": preset.frozen_dict(),
+      "protocol": EVAL_PROTOCOL, "clock": BUDGET_CLOCK, "divergence_loss": DIVERGENCE_LOSS, "preset": preset.frozen_dict(),
       "corpus": corpus_digest, "tokenizer": tokenizer_digest,
   }, sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,11 +1,13 @@
-"""Train a nanochat GPT under a fixed wall-clock budget and report val-bpb.
+"""Train a nanochat GPT under a fixed time budget and report val-bpb.
 
     python -m nanochat_jax.train [--program FILE.json] [--preset gpu|cpu] [--budget-s S] [--data PATH] [--seed N]
 
 Only training steps count toward the budget: the train and eval steps are compiled ahead of time
 before the clock starts (compile seconds are reported apart, and capped). The LR multiplier, Muon
 momentum and weight decay follow progress = training_time / budget and enter the jitted step as
-traced scalars, so nothing recompiles.
+traced scalars, so nothing recompiles. The budget is wall-clock time on an accelerator and this process's
+CPU time per core on a CPU (`nanochat_jax.env.budget_clock`: other load on a shared machine then buys a
+trial neither fewer nor more steps).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import (LR_SCHEDULES, AttentionSize, MlpSize, ModelConfig, Program, check_seed, muon_momentum,
                                  size_error, weight_decay)
 from nanochat_jax.data import RunData, load_run_data
-from nanochat_jax.env import DIVERGENCE_LOSS, Preset, check_budget, get_preset
+from nanochat_jax.env import DIVERGENCE_LOSS, Preset, budget_clock, check_budget, get_preset
 from nanochat_jax.evaluate import bpb_sums, evaluate_bpb
 from nanochat_jax.model import GPT, flops_per_token, num_params, per_token_loss
 from nanochat_jax.optimizer import MATRIX_OPTIMIZERS, build_optimizer
@@ -60,10 +62,12 @@ class RunResult:
   env_digest: str
   loss_curve: list[tuple[float, int, float]] = dataclasses.field(default_factory=list)  # (train s, step, loss)
   note: str = ""
+  training_wall_seconds: float = 0.0  # the training steps on the wall clock: above training_seconds = a busy machine
 
   def summary(self) -> str:
     bpb = f"{self.val_bpb:.6f}" if self.val_bpb is not None else "nan"
     rows = [("status", self.status), ("val_bpb", bpb), ("training_seconds", f"{self.training_seconds:.1f}"),
+            ("training_wall_seconds", f"{self.training_wall_seconds:.1f}"),
             ("total_seconds", f"{self.total_seconds:.1f}"), ("compile_seconds", f"{self.compile_seconds:.1f}"),
             ("peak_memory_mb", f"{self.peak_memory_mb:.1f}"), ("mfu_percent", f"{self.mfu_percent:.2f}"),
             ("total_tokens_M", f"{self.total_tokens_M:.1f}"), ("num_steps", str(self.num_steps)),
@@ -278,17 +282,19 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
                               depth=2, put=train_put)
   flops_step = flops_per_token(cfg) * sch.total_batch_tokens
   status, t_train, step, curve, last_log, dt_ema = "ok", 0.0, 0, [], 0.0, 0.0
+  clock = budget_clock(jax.default_backend())
+  t_wall = time.perf_counter()
   try:
     while t_train + 0.5 * dt_ema < budget:  # stop when the next step would overshoot by more than half a step
       progress = t_train / budget
       lr_mult = sch.lr_multiplier(progress)
       rows_AxBxT1 = next(batches)
-      t0 = time.perf_counter()
+      t0 = clock()
       params, opt_state, loss = train_c(params, opt_state, rows_AxBxT1, jnp.float32(lr_mult),
                                         jnp.float32(muon_momentum(program.optim, step)),
                                         jnp.float32(weight_decay(program.optim, progress)))
       loss = float(loss)  # device sync: the clock reads finished work
-      dt = time.perf_counter() - t0
+      dt = clock() - t0
       t_train += dt
       step += 1
       dt_ema = dt if step == 1 else 0.9 * dt_ema + 0.1 * dt
@@ -309,6 +315,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
             f" | left {max(0.0, budget - t_train):.0f}s")
   finally:
     batches.close()
+  wall_s = time.perf_counter() - t_wall
 
   val_bpb = None
   if status == "ok":
@@ -318,7 +325,8 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   mfu = 100 * flops_step * step / t_train / peak_flops() if t_train > 0 else 0.0
   return RunResult(status=status, val_bpb=val_bpb, training_seconds=t_train,
                    total_seconds=time.perf_counter() - t_start, peak_memory_mb=peak_memory_mb(), mfu_percent=mfu,
-                   total_tokens_M=step * sch.total_batch_tokens / 1e6, num_steps=step, loss_curve=curve, **common)
+                   total_tokens_M=step * sch.total_batch_tokens / 1e6, num_steps=step, loss_curve=curve,
+                   training_wall_seconds=wall_s, **common)
 
 
 def default_preset_name() -> str:

@@ -58,3 +58,23 @@ def test_trial_worker_uses_cache_dir_for_compilation(tiny_corpus_dir, tiny_cache
   with pytest.raises(_Called):
     arrl.nanochat_objective.run_trial(payload, ctx=None)
   assert calls == [tiny_cache_dir]
+
+
+def test_entries_written_without_a_size_cap_are_stamped_so_eviction_works(tmp_path, monkeypatch):
+  # An entry written by a process with no cap has no access stamp; JAX's eviction read every stamp and
+  # failed on it ("Error writing persistent compilation cache entry ... -atime"), so the cap never held.
+  from jax._src.lru_cache import LRUCache
+
+  jax_dir = tmp_path / "jax"
+  jax_dir.mkdir()
+  (jax_dir / "old-cache").write_bytes(b"x" * 100)
+  old = jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size
+  monkeypatch.setenv(cache.MAX_SIZE_ENV, "150")
+  try:
+    cache.enable_jax_cache(tmp_path)
+  finally:
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_compilation_cache_max_size", old[1])
+  assert (jax_dir / "old-atime").read_bytes() == (0).to_bytes(8, "little")
+  LRUCache(str(jax_dir), max_size=150).put("new", b"y" * 100)   # raised FileNotFoundError before
+  assert not (jax_dir / "old-cache").exists() and (jax_dir / "new-cache").exists()

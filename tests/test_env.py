@@ -1,0 +1,55 @@
+"""The frozen environment's budget clock: CPU time on a CPU, wall time on an accelerator."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from nanochat_jax import env
+
+
+def _spin(seconds: float) -> None:
+  end = time.process_time() + seconds
+  while time.process_time() < end:
+    pass
+
+
+def test_cpu_clock_counts_this_process_cpu_seconds_per_core_and_not_time_spent_descheduled():
+  clock, cores = env.budget_clock("cpu"), len(os.sched_getaffinity(0))
+  c0, p0 = clock(), time.process_time()
+  _spin(0.2)
+  assert clock() - c0 == pytest.approx((time.process_time() - p0) / cores, abs=1e-3)
+  c1 = clock()
+  time.sleep(0.3)   # what another process taking the core looks like from here: no CPU time of ours
+  assert clock() - c1 < 0.3 / 2
+
+
+def test_accelerators_count_wall_time():
+  assert env.budget_clock("gpu") is time.perf_counter and env.budget_clock("tpu") is time.perf_counter
+
+
+def test_the_clock_is_part_of_the_environment_digest(monkeypatch):
+  preset = env.get_preset("tiny")
+  before = env.env_digest(preset, "corpus", "tok")
+  monkeypatch.setattr(env, "BUDGET_CLOCK", "wall-v0")
+  assert env.env_digest(preset, "corpus", "tok") != before
+
+
+def test_the_runner_lets_a_nanochat_trial_overrun_its_budget_on_the_wall_clock_by_the_slack(tmp_path):
+  from arrl.nanochat_objective import NanochatEvaluator
+  from arrl.nanochat_space import nanochat_space
+  from arrl.runner import TrialResult
+  from arrl.trial import EvalContext
+
+  jobs = []
+
+  class Recorder:
+    def run(self, job, monitor=None, cancel=None):
+      jobs.append(job)
+      return TrialResult(trial_id=job.trial_id, status="ok", val_bpb=1.5)
+
+  evaluator = NanochatEvaluator(executor=Recorder(), preset="tiny", budget_s=30.0, compile_cap_s=10.0,
+                                env_digest="x", run_dir=str(tmp_path))
+  evaluator.evaluate(nanochat_space("tiny").default(), "000001", EvalContext())
+  assert env.CPU_CLOCK_WALL_SLACK > 1 and jobs[0].budget_s == 30.0 * env.CPU_CLOCK_WALL_SLACK
