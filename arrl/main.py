@@ -37,7 +37,7 @@ from arrl.runner import Executor, TrialCancelled
 from arrl.space import Space
 from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import Program, check_seed
-from nanochat_jax.env import check_budget
+from nanochat_jax.env import CORES_ENV, check_budget
 
 DEFAULT_AGENT = "ppo"
 _USER_PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")  # before default_preset() changes it
@@ -211,8 +211,8 @@ def build_executor(args: argparse.Namespace) -> tuple[Executor, int]:
       env["XLA_PYTHON_CLIENT_PREALLOCATE"] = _USER_PREALLOCATE
     if args.preset == "gpu":   # Ray grants each task its GPUs (CUDA_VISIBLE_DEVICES)
       ex = RayExecutor(args.ray_address, num_cpus=1, num_gpus=k, env=env)
-    else:                      # CPU trials: k host devices on k logical CPUs
-      env.update(Slot(0, devices=k).env())
+    else:                      # CPU trials: k host devices on k logical CPUs, and a budget clock of k cores
+      env.update(Slot(0, devices=k).env(), **{CORES_ENV: str(k)})
       ex = RayExecutor(args.ray_address, num_cpus=k, env=env)
     return ex, args.workers or ex.workers
   slots = plan_slots(args.workers, args.devices_per_trial)

@@ -23,6 +23,7 @@ import subprocess
 from typing import Callable
 
 from arrl.runner import LocalProcessExecutor, Monitor, TrialJob, TrialResult, WorkerLimits
+from nanochat_jax.env import CORES_ENV
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -39,8 +40,8 @@ class Slot:
     out: dict[str, str] = {}
     if self.gpus:
       out["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
-    if self.cpus:
-      out.update({k: str(len(self.cpus)) for k in THREAD_VARS})
+    if self.cpus:   # the budget clock divides CPU time by the granted cores
+      out.update({k: str(len(self.cpus)) for k in (*THREAD_VARS, CORES_ENV)})
     if not self.gpus and self.devices > 1:
       flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
       out["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={self.devices}"])

@@ -19,6 +19,7 @@ DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends 
 VOCAB_SIZE = 8192                # including 4 special tokens
 MAX_BUDGET_S = 24 * 3600.0       # longest training budget accepted (train CLI, arrl.main, run_trial)
 BUDGET_CLOCK = "cpu-time-on-cpu-v1"   # what a budget second is: see `budget_clock`
+CORES_ENV = "ARRL_TRIAL_CORES"   # cores granted to a trial (set by arrl's slots and Ray executor)
 CPU_CLOCK_WALL_SLACK = 4.0       # a trial may take this many budgets of wall time before it times out
 
 
@@ -82,15 +83,23 @@ def budget_clock(backend: str) -> Callable[[], float]:
   """The clock a training budget is counted on, for training on JAX backend `backend`.
 
   Accelerators ("gpu", "tpu"): wall-clock seconds (a trial owns its devices). "cpu": this process's CPU
-  seconds (all its threads) divided by the cores it may run on. On a shared CPU machine wall time buys a
+  seconds (all its threads) divided by the cores it was granted ($ARRL_TRIAL_CORES, else the cores it may run on). On a shared CPU machine wall time buys a
   trial more or fewer steps as other processes come and go, so the score follows machine load, not the
   program; CPU time buys the same work under any load, and on an idle machine whose cores the trial keeps
   busy it runs at wall-clock speed (a program that leaves cores idle gets its budget over more wall time).
   """
   if backend != "cpu":
     return time.perf_counter
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  cores = granted_cores()
   return lambda: time.process_time() / cores
+
+
+def granted_cores() -> int:
+  """The CPU cores this process's trial was granted: $ARRL_TRIAL_CORES, else its affinity mask."""
+  given = os.environ.get(CORES_ENV, "")
+  if given.isdigit() and int(given) > 0:
+    return int(given)
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def wall_limit_s(budget_s: float) -> float:

@@ -15,7 +15,8 @@ def _spin(seconds: float) -> None:
     pass
 
 
-def test_cpu_clock_counts_this_process_cpu_seconds_per_core_and_not_time_spent_descheduled():
+def test_cpu_clock_counts_this_process_cpu_seconds_per_core_and_not_time_spent_descheduled(monkeypatch):
+  monkeypatch.delenv(env.CORES_ENV, raising=False)
   clock, cores = env.budget_clock("cpu"), len(os.sched_getaffinity(0))
   c0, p0 = clock(), time.process_time()
   _spin(0.2)
@@ -23,6 +24,17 @@ def test_cpu_clock_counts_this_process_cpu_seconds_per_core_and_not_time_spent_d
   c1 = clock()
   time.sleep(0.3)   # what another process taking the core looks like from here: no CPU time of ours
   assert clock() - c1 < 0.3 / 2
+
+
+def test_granted_cores_come_from_the_executor_else_the_affinity_mask(monkeypatch):
+  monkeypatch.setenv(env.CORES_ENV, "3")
+  assert env.granted_cores() == 3
+  c0, p0 = env.budget_clock("cpu")(), time.process_time()
+  _spin(0.1)
+  assert env.budget_clock("cpu")() - c0 == pytest.approx((time.process_time() - p0) / 3, abs=1e-3)
+  for bad in ("", "0", "x"):
+    monkeypatch.setenv(env.CORES_ENV, bad)
+    assert env.granted_cores() == len(os.sched_getaffinity(0))
 
 
 def test_accelerators_count_wall_time():

@@ -30,6 +30,7 @@ def test_cpu_slots_split_cores_and_thread_counts():
   slots = plan_slots(workers=2, gpus=[], cpus=[0, 1, 2, 3, 4])
   assert [s.cpus for s in slots] == [(0, 1), (2, 3)]
   assert slots[0].env()["OMP_NUM_THREADS"] == "2" and "CUDA_VISIBLE_DEVICES" not in slots[0].env()
+  assert slots[0].env()["ARRL_TRIAL_CORES"] == "2"   # the budget clock's divisor (nanochat_jax.env)
   assert plan_slots(gpus=[], cpus=[0, 1]) == [Slot(0)]   # default: one worker with the whole machine
   assert "--xla_force_host_platform_device_count=2" in Slot(0, devices=2).env()["XLA_FLAGS"]
   with pytest.raises(ValueError, match="--workers 3 needs 3 CPU cores"):
