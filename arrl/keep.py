@@ -1,7 +1,8 @@
 """Noise-aware keep/discard: a one-sided test with a stated false-keep rate.
 
-Two runs of the same program differ (another data-order seed, GPU reductions, and above all the
-wall-clock budget: a loaded machine fits fewer steps into it), so "lower val_bpb wins" keeps noise.
+Two runs of the same program differ (another data-order seed and initialisation, GPU reductions, and on a
+wall-clock budget a loaded machine fitting fewer steps into it: why CPU trials count CPU time,
+`nanochat_jax.env.budget_clock`), so "lower val_bpb wins" keeps noise.
 
 Model. A run of program p scores y = mu_p + e, e ~ N(0, sigma^2), one sigma for all programs.
 sigma is estimated by pooling the within-program spread of every program measured more than once
