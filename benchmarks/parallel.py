@@ -39,18 +39,10 @@ from arrl.oracle import Oracle
 from arrl.parallel import Slot, SlotExecutor
 from arrl.runner import TrialJob, WorkerLimits
 from arrl.search import CallableEvaluator
+from benchmarks.nas import VARIANTS
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "parallel")
-SLEEP_FN = "benchmarks.parallel:sleep_trial"
-
-
-def sleep_trial(payload: dict, ctx: Any) -> dict:
-  """Worker side: sleep `sleep_s` seconds, reporting progress every 0.5 s."""
-  total, t0 = payload["sleep_s"], time.monotonic()
-  while (t := time.monotonic() - t0) < total:
-    ctx.progress(t=t, progress=t / total, loss=1.0)
-    time.sleep(min(0.5, total - t))
-  return {"val_bpb": 1.0, "training_seconds": total}
+SLEEP_FN = "benchmarks.sleep_trial:sleep_trial"   # a module that imports only `time`
 
 
 def machine_load() -> str:
@@ -118,9 +110,10 @@ def throughput(kind: str, workers: list[int], sleep_s: float, rounds: int) -> li
 def simulate(bench: Any, agent: str, seed: int, workers: int, queries: int) -> list[dict]:
   """One asynchronous search on the simulated clock; the queried parameters in completion order."""
   durations = np.random.default_rng([seed, workers])
+  name, options = VARIANTS.get(agent, (agent, {}))
   with tempfile.TemporaryDirectory(prefix="arrl-async-") as tmp:
     loop = SearchLoop(bench.space, CallableEvaluator(bench.space, bench.objective, "nasbench-sim"),
-                      make_agent(agent, seed=seed), tmp, Oracle(max_experiments=queries, patience=None),
+                      make_agent(name, seed=seed, **options), tmp, Oracle(max_experiments=queries, patience=None),
                       LoopConfig(noise_repeats=1, false_keep=0.5, durable=False), workers=workers)
     clock, heap, order = 0.0, [], 0
     while True:
@@ -171,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--workers", nargs="+", type=int, help="default: 1 2 4 8 (throughput), 1 4 8 (async)")
   p.add_argument("--sleep-s", type=float, default=10.0)
   p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--agents", nargs="+", default=["random", "greedy", "evolution", "tpe", "ppo"])
+  p.add_argument("--agents", nargs="+", default=["random", "uniform", "local", "greedy", "evolution", "tpe", "ppo"],
+                 help="registered agents or benchmarks.nas variants (e.g. tpe-noliar)")
   p.add_argument("--seeds", type=int, default=10)
   p.add_argument("--queries", type=int, default=150)
   p.add_argument("--out", default=RESULTS)
