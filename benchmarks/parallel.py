@@ -8,8 +8,9 @@ while reporting progress, so the numbers measure the executor's own cost (proces
 streaming, scheduling) and fit on 2 cores; N dispatcher threads keep N trials in flight, `--rounds` x N
 trials per point. Scaling efficiency = (trials/hour with N workers) / (N x trials/hour with 1 worker).
 The local executor runs unpinned slots here (sleeping trials need no cores); the Ray executor runs on a
-local Ray instance with 8 logical CPUs, one per trial, after a warm-up round that starts Ray's worker
-processes (a cluster pays that once per run, not per trial).
+local Ray instance with 8 logical CPUs, one per trial, after warm-up rounds that run until every Ray
+worker process has started (Ray starts them lazily, ~1 CPU-second each: a cluster pays that once per run,
+not per trial). Each point records how many distinct processes ran its trials (`parents`: the Ray workers).
 
 Async: sample efficiency of the asynchronous loop on NAS-Bench-Graph (cora) with a simulated clock. The
 real loop (`SearchLoop.room` / `fill` / `complete`, the code `--workers` runs) proposes into free workers;
@@ -40,9 +41,10 @@ from arrl.parallel import Slot, SlotExecutor
 from arrl.runner import TrialJob, WorkerLimits
 from arrl.search import CallableEvaluator
 from benchmarks.nas import VARIANTS
+from benchmarks.report import machine
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "parallel")
-SLEEP_FN = "benchmarks.sleep_trial:sleep_trial"   # a module that imports only `time`
+SLEEP_FN = "benchmarks.sleep_trial:sleep_trial"   # a module that imports only os and time
 
 
 def machine_load() -> str:
@@ -78,7 +80,8 @@ def throughput_point(executor: Any, workers: int, sleep_s: float, rounds: int) -
   bad = [r.error for r in results if r.status != "ok"]
   if bad:
     raise RuntimeError(f"{len(bad)} sleeping trials failed: {bad[0]}")
-  return {"workers": workers, "trials": len(results), "wall_s": round(wall, 2),
+  return {"workers": workers, "trials": len(results), "parents": len({r.summary["parent_pid"] for r in results}),
+          "wall_s": round(wall, 2),
           "trials_per_hour": round(3600 * len(results) / wall, 1),
           "mean_overhead_s": round(sum(r.total_seconds for r in results) / len(results) - sleep_s, 3),
           "load_before": machine_load()}
@@ -90,9 +93,12 @@ def throughput(kind: str, workers: list[int], sleep_s: float, rounds: int) -> li
     from arrl.ray_executor import RayExecutor
     executor: Any = RayExecutor(num_cpus=1, limits=limits, init_kwargs={"num_cpus": max(workers),
                                                                         "include_dashboard": False})
-    # Ray starts its worker processes on first use (seconds each on a busy machine): once per run, not per
-    # trial. The warm-up trials last long enough for all of them to be started at once.
-    throughput_point(executor, max(workers), 5.0, 1)
+    # Ray starts its worker processes on first use (seconds each on a busy machine; a warm-up round of 5 s trials
+    # can end before all have started, and the first measured point then pays for the rest).
+    warm_up = 1
+    while throughput_point(executor, max(workers), 5.0, 1)["parents"] < max(workers) and warm_up < 10:
+      warm_up += 1
+    print(f"ray: {warm_up} warm-up round(s)", flush=True)
   points = []
   for n in workers:
     if kind == "local":
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     out.update(seeds=args.seeds, queries=args.queries,
                agents=async_efficiency(args.agents, args.workers or [1, 4, 8], args.seeds, args.queries))
   out["load_end"] = machine_load()
+  out["machine"] = machine()   # after the measurements: it imports jax
   with open(os.path.join(args.out, f"{args.part}.json"), "w") as f:
     json.dump(out, f, indent=1)
 
