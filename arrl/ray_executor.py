@@ -10,7 +10,7 @@ so no two trials share a GPU). The task does not run the trial in its own proces
 memory and compile state never leak between trials) and enforces the same deadlines and memory cap there.
 So Ray may reuse its worker processes (it does: they never import jax), which saves a Ray worker start per
 trial. Progress events travel to the driver through a small hub actor: the task pushes the events it has
-gathered without waiting, at most one push per 0.1 s (a push costs ~2 ms of CPU on the node and the hub,
+gathered without waiting, at most one push per 0.1 s (a push costs ~1 ms of CPU on the node and the hub,
 and a trial may report a hundred steps a second; events that arrive sooner wait for the next one or the
 end of the trial); a push's reply says whether the driver asked the trial to stop (it is read once it has
 arrived). One driver thread pulls every trial's events every 0.1 s, so the hub's load does not grow with
