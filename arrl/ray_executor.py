@@ -99,8 +99,9 @@ class _Forward:
     self.buffer.append(event)
     if time.monotonic() >= self.pushed_at + POLL_S:
       self.send([])
-    ready, self.replies = self.ray.wait(self.replies, num_returns=len(self.replies), timeout=0)
-    self.stop = self.stop or any(self.ray.get(ready))
+    if self.replies:
+      ready, self.replies = self.ray.wait(self.replies, num_returns=len(self.replies), timeout=0)
+      self.stop = self.stop or any(self.ray.get(ready))
     return self.stop
 
   def close(self) -> None:
