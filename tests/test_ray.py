@@ -69,6 +69,15 @@ def test_every_progress_event_reaches_the_monitor_in_order(executor):
   assert r.status == "ok" and monitor.progress == [i / 400 for i in range(1, 401)]
 
 
+def test_a_dead_hub_costs_the_progress_events_not_the_result():
+  from arrl.ray_executor import RayExecutor
+  ex = RayExecutor(num_cpus=1, limits=WorkerLimits(max_rss_mb=256), pythonpath=(TESTS,))   # its own hub
+  ray.kill(ex.hub)
+  monitor = _Record()
+  r = ex.run(job("ok", payload={"steps": 50, "val_bpb": 0.9}), monitor=monitor)
+  assert r.status == "ok" and r.val_bpb == 0.9 and len(r.loss_curve) == 50 and monitor.progress == []
+
+
 def test_the_node_pushes_progress_in_batches(monkeypatch):
   from arrl import ray_executor
 
