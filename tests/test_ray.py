@@ -73,6 +73,8 @@ def test_a_dead_hub_costs_the_progress_events_not_the_result():
   from arrl.ray_executor import RayExecutor
   ex = RayExecutor(num_cpus=1, limits=WorkerLimits(max_rss_mb=256), pythonpath=(TESTS,))   # its own hub
   ray.kill(ex.hub)
+  with pytest.raises(ray.exceptions.RayActorError):   # dead before the trial starts
+    ray.get(ex.hub.pull_all.remote())
   monitor = _Record()
   r = ex.run(job("ok", payload={"steps": 50, "val_bpb": 0.9}), monitor=monitor)
   assert r.status == "ok" and r.val_bpb == 0.9 and len(r.loss_curve) == 50 and monitor.progress == []
@@ -92,9 +94,11 @@ def test_the_node_pushes_progress_in_batches(monkeypatch):
       return refs, []
 
     def get(self, refs):
+      if hub_dead:
+        raise ray.exceptions.RayError("the hub died")
       return [r.stop for r in refs]
 
-  pushes, clock = [], [0.0]
+  pushes, clock, hub_dead = [], [0.0], False
 
   class Hub:
     class push:
@@ -109,7 +113,8 @@ def test_the_node_pushes_progress_in_batches(monkeypatch):
   for i in range(23):   # an event every 0.03 s: a push once 0.1 s have passed since the last, the first at once
     stops.append(forward.observe({"i": i}))
     clock[0] += 0.03
-  forward.close()      # pushes the rest
+  hub_dead = True
+  forward.close()      # pushes the rest; its wait fails, which must not raise (the trial's result still goes back)
   assert pushes == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20], [21, 22]]
   assert stops.index(True) == 8 and all(stops[8:])   # the stop in the third push's reply holds from then on
 
