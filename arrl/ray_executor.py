@@ -7,13 +7,17 @@
 A trial is one Ray task with `num_cpus`/`num_gpus` (Ray sets CUDA_VISIBLE_DEVICES to the GPUs it grants,
 so no two trials share a GPU). The task does not run the trial in its own process: it starts the same
 `python -m arrl.worker` subprocess as `LocalProcessExecutor` (fresh interpreter per trial, so JAX
-memory and compile state never leak between trials, whatever Ray does with its worker processes) and
-enforces the same deadlines and memory cap there. Progress events travel to the driver through a small
-hub actor: the task pushes each event without waiting (a push's reply says whether the driver asked the
-trial to stop; it is read once it has arrived), and one driver thread pulls every trial's events every
-0.1 s, so the hub's load does not grow with the number of workers. The driver's early-abort monitor (and
-live display) sees every event, in order, and its stop reaches the trial an event or two later. The
-driver alone writes the ledger and state: a task only returns its result.
+memory and compile state never leak between trials) and enforces the same deadlines and memory cap there.
+So Ray may reuse its worker processes (it does: they never import jax), which saves a Ray worker start per
+trial. Progress events travel to the driver through a small hub actor: the task pushes the events it has
+gathered without waiting, at most one push per 0.1 s (a push costs ~1 ms of CPU on the node and the hub,
+and a trial may report a hundred steps a second; events that arrive sooner wait for the next one or the
+end of the trial); a push's reply says whether the driver asked the trial to stop (it is read once it has
+arrived). One driver thread pulls every trial's events every 0.1 s, so the hub's load does not grow with
+the number of workers. Before the task returns it pushes what is left and waits until the hub holds it,
+and the driver takes a finished trial's last events from the hub itself, so its early-abort monitor (and
+live display) sees every event, in order; its stop reaches the trial a push or two later. The driver
+alone writes the ledger and state: a task only returns its result.
 
 Failures: tasks are never retried by Ray (max_retries=0), so a trial runs at most once per submission.
 A killed Ray worker, a lost node or a task Ray cannot run becomes a `crash` with the Ray error in
@@ -26,6 +30,7 @@ Ray is an extra (`pip install -e ".[ray]"`), imported only when this executor is
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import tempfile
@@ -54,8 +59,8 @@ class _Hub:
     self.events: dict[str, list[dict]] = {}
     self.stop: set[str] = set()
 
-  def push(self, trial_id: str, event: dict) -> bool:
-    self.events.setdefault(trial_id, []).append(event)
+  def push(self, trial_id: str, events: list[dict]) -> bool:
+    self.events.setdefault(trial_id, []).extend(events)
     return trial_id in self.stop
 
   def pull_all(self) -> dict[str, list[dict]]:
@@ -65,36 +70,67 @@ class _Hub:
   def request_stop(self, trial_id: str) -> None:
     self.stop.add(trial_id)
 
-  def forget(self, trial_id: str) -> None:
-    self.events.pop(trial_id, None)
+  def forget(self, trial_id: str) -> list[dict]:
+    """Drops the trial; returns its events not pulled yet."""
     self.stop.discard(trial_id)
+    return self.events.pop(trial_id, [])
 
 
 class _Forward:
-  """Node-side monitor: forwards each progress event to the hub; stop once a reply says the driver asked."""
+  """Node-side monitor: forwards progress events to the hub, at most one push per POLL_S; stop once a reply says
+  the driver asked."""
   record = None
 
   def __init__(self, ray: Any, hub: Any, trial_id: str):
     self.ray, self.hub, self.trial_id = ray, hub, trial_id
+    self.buffer: list[dict] = []
+    self.pushed_at = -math.inf
     self.replies: list[Any] = []
     self.stop = False
 
+  def send(self, events: list[dict]) -> Any:
+    """Pushes `events` with what is buffered now; the push's reply."""
+    reply = self.hub.push.remote(self.trial_id, [*self.buffer, *events])
+    self.replies.append(reply)
+    self.buffer, self.pushed_at = [], time.monotonic()
+    return reply
+
   def observe(self, event: dict) -> bool:
-    self.replies.append(self.hub.push.remote(self.trial_id, event))
-    ready, self.replies = self.ray.wait(self.replies, num_returns=len(self.replies), timeout=0)
-    self.stop = self.stop or any(self.ray.get(ready))
+    self.buffer.append(event)
+    if time.monotonic() >= self.pushed_at + POLL_S:
+      self.send([])
+    if self.replies:
+      ready, self.replies = self.ray.wait(self.replies, num_returns=len(self.replies), timeout=0)
+      self.stop = self.stop or any(self.ray.get(ready))
     return self.stop
+
+  def close(self) -> None:
+    """Pushes what is buffered and waits until the hub holds every push (the trial's result must not be lost to a
+    hub failure: its last events are then lost instead)."""
+    try:
+      self.ray.get([self.send([])] if self.buffer else self.replies)
+    except self.ray.exceptions.RayError:
+      pass
+
+
+def _drain(inbox: queue.Queue) -> list[dict]:
+  events = []
+  while not inbox.empty():
+    events.append(inbox.get())
+  return events
 
 
 def _run_on_node(job: TrialJob, hub: Any, limits: WorkerLimits, env: dict[str, str],
                  pythonpath: tuple[str, ...]) -> tuple[TrialResult, bytes]:
   """The Ray task: run the trial in a worker subprocess on this node; (result, full worker log)."""
   import ray
-  hub.push.remote(job.trial_id, {"type": "started", "host": os.uname().nodename, "pid": os.getpid()})
+  forward = _Forward(ray, hub, job.trial_id)
+  forward.send([{"type": "started", "host": os.uname().nodename, "pid": os.getpid()}])
   executor = LocalProcessExecutor(limits, env={**os.environ, **env}, pythonpath=pythonpath)
   with tempfile.TemporaryDirectory(prefix="arrl-ray-") as tmp:
     log_path = os.path.join(tmp, "worker.log")
-    result = executor.run(dataclasses.replace(job, log_path=log_path), monitor=_Forward(ray, hub, job.trial_id))
+    result = executor.run(dataclasses.replace(job, log_path=log_path), monitor=forward)
+    forward.close()
     with open(log_path, "rb") as f:
       return result, f.read()
 
@@ -133,23 +169,34 @@ class RayExecutor:
   def _poll(self) -> None:
     """Poller thread: moves every trial's events from the hub to its inbox; ends when no trial runs."""
     while True:
-      with self._lock:
+      with self._lock:   # held until the batch is in the inboxes: `_close` never runs between pull and put
         if not self._inboxes:
           self._poller = None
           return
-      try:
-        batch = self.ray.get(self.hub.pull_all.remote())
-      except self.ray.exceptions.RayError:   # e.g. Ray shutting down: the trials' own waits report it
-        batch = {}
-      for trial_id, events in batch.items():
-        inbox = self._inboxes.get(trial_id)
-        for event in events if inbox is not None else ():
-          inbox.put(event)
+        try:
+          batch = self.ray.get(self.hub.pull_all.remote())
+        except self.ray.exceptions.RayError:   # e.g. Ray shutting down: the trials' own waits report it
+          batch = {}
+        for trial_id, events in batch.items():
+          inbox = self._inboxes.get(trial_id)
+          for event in events if inbox is not None else ():
+            inbox.put(event)
       time.sleep(POLL_S)
+
+  def _close(self, trial_id: str, inbox: queue.Queue) -> list[dict]:
+    """Stops polling for the trial; its events not delivered yet (those in its inbox, then those at the hub)."""
+    with self._lock:
+      del self._inboxes[trial_id]
+      rest = self.hub.forget.remote(trial_id)   # runs after every pull_all already made: no event is taken twice
+      events = _drain(inbox)
+    try:
+      return events + self.ray.get(rest)
+    except self.ray.exceptions.RayError:
+      return events
 
   def run(self, job: TrialJob, monitor: Monitor | None = None,
           cancel: Callable[[], bool] | None = None) -> TrialResult:
-    ray, hub = self.ray, self.hub
+    ray = self.ray
     started_at, t0 = time.time(), time.monotonic()
     inbox: queue.Queue = queue.Queue()
     with self._lock:
@@ -157,15 +204,12 @@ class RayExecutor:
       if self._poller is None:
         self._poller = threading.Thread(target=self._poll, daemon=True, name="arrl-ray-poller")
         self._poller.start()
-    ref = self._task.remote(job, hub, self.limits, self.env, self.pythonpath)
+    ref = self._task.remote(job, self.hub, self.limits, self.env, self.pythonpath)
     state = {"started": None, "stop_sent": False}
     try:
       while True:
         done, _ = ray.wait([ref], timeout=POLL_S)
-        events = []
-        while not inbox.empty():
-          events.append(inbox.get())
-        self._deliver(job, events, monitor, state)
+        self._deliver(job, _drain(inbox), monitor, state)
         if done:
           break
         if cancel is not None and cancel():
@@ -181,9 +225,8 @@ class RayExecutor:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return self._crash(job, started_at, t0, monitor, f"ray: {type(e).__name__}: {first}"[:2000])
     finally:
-      with self._lock:
-        del self._inboxes[job.trial_id]
-      hub.forget.remote(job.trial_id)
+      rest = self._close(job.trial_id, inbox)
+    self._deliver(job, rest, monitor, state)   # the task waited until the hub held its last events
     if job.log_path:
       with open(job.log_path, "ab") as f:
         f.write(log)

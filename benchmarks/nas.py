@@ -27,6 +27,7 @@ CHECKPOINTS = (25, 50, 100, 150)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppo-scratch": ("ppo", {"init_from": "none"}),           # no meta-training: a fresh network, within-run PPO
     "ppo-frozen": ("ppo", {"update_every": 0}),              # the pretrained network, no within-run updates
+    "tpe-noliar": ("tpe", {"constant_liar": False}),         # parallel workers: programs in flight ignored
 }
 
 

@@ -8,8 +8,9 @@ while reporting progress, so the numbers measure the executor's own cost (proces
 streaming, scheduling) and fit on 2 cores; N dispatcher threads keep N trials in flight, `--rounds` x N
 trials per point. Scaling efficiency = (trials/hour with N workers) / (N x trials/hour with 1 worker).
 The local executor runs unpinned slots here (sleeping trials need no cores); the Ray executor runs on a
-local Ray instance with 8 logical CPUs, one per trial, after a warm-up round that starts Ray's worker
-processes (a cluster pays that once per run, not per trial).
+local Ray instance with 8 logical CPUs, one per trial, after warm-up rounds that run until every Ray
+worker process has started (Ray starts them lazily, ~1 CPU-second each: a cluster pays that once per run,
+not per trial). Each point records how many distinct processes ran its trials (`parents`: the Ray workers).
 
 Async: sample efficiency of the asynchronous loop on NAS-Bench-Graph (cora) with a simulated clock. The
 real loop (`SearchLoop.room` / `fill` / `complete`, the code `--workers` runs) proposes into free workers;
@@ -39,18 +40,11 @@ from arrl.oracle import Oracle
 from arrl.parallel import Slot, SlotExecutor
 from arrl.runner import TrialJob, WorkerLimits
 from arrl.search import CallableEvaluator
+from benchmarks.nas import VARIANTS
+from benchmarks.report import machine
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "parallel")
-SLEEP_FN = "benchmarks.parallel:sleep_trial"
-
-
-def sleep_trial(payload: dict, ctx: Any) -> dict:
-  """Worker side: sleep `sleep_s` seconds, reporting progress every 0.5 s."""
-  total, t0 = payload["sleep_s"], time.monotonic()
-  while (t := time.monotonic() - t0) < total:
-    ctx.progress(t=t, progress=t / total, loss=1.0)
-    time.sleep(min(0.5, total - t))
-  return {"val_bpb": 1.0, "training_seconds": total}
+SLEEP_FN = "benchmarks.sleep_trial:sleep_trial"   # a module that imports only os and time
 
 
 def machine_load() -> str:
@@ -86,7 +80,8 @@ def throughput_point(executor: Any, workers: int, sleep_s: float, rounds: int) -
   bad = [r.error for r in results if r.status != "ok"]
   if bad:
     raise RuntimeError(f"{len(bad)} sleeping trials failed: {bad[0]}")
-  return {"workers": workers, "trials": len(results), "wall_s": round(wall, 2),
+  return {"workers": workers, "trials": len(results), "parents": len({r.summary["parent_pid"] for r in results}),
+          "wall_s": round(wall, 2),
           "trials_per_hour": round(3600 * len(results) / wall, 1),
           "mean_overhead_s": round(sum(r.total_seconds for r in results) / len(results) - sleep_s, 3),
           "load_before": machine_load()}
@@ -98,9 +93,12 @@ def throughput(kind: str, workers: list[int], sleep_s: float, rounds: int) -> li
     from arrl.ray_executor import RayExecutor
     executor: Any = RayExecutor(num_cpus=1, limits=limits, init_kwargs={"num_cpus": max(workers),
                                                                         "include_dashboard": False})
-    # Ray starts its worker processes on first use (seconds each on a busy machine): once per run, not per
-    # trial. The warm-up trials last long enough for all of them to be started at once.
-    throughput_point(executor, max(workers), 5.0, 1)
+    # Ray starts its worker processes on first use (seconds each on a busy machine; a warm-up round of 5 s trials
+    # can end before all have started, and the first measured point then pays for the rest).
+    warm_up = 1
+    while throughput_point(executor, max(workers), 5.0, 1)["parents"] < max(workers) and warm_up < 10:
+      warm_up += 1
+    print(f"ray: {warm_up} warm-up round(s)", flush=True)
   points = []
   for n in workers:
     if kind == "local":
@@ -118,9 +116,10 @@ def throughput(kind: str, workers: list[int], sleep_s: float, rounds: int) -> li
 def simulate(bench: Any, agent: str, seed: int, workers: int, queries: int) -> list[dict]:
   """One asynchronous search on the simulated clock; the queried parameters in completion order."""
   durations = np.random.default_rng([seed, workers])
+  name, options = VARIANTS.get(agent, (agent, {}))
   with tempfile.TemporaryDirectory(prefix="arrl-async-") as tmp:
     loop = SearchLoop(bench.space, CallableEvaluator(bench.space, bench.objective, "nasbench-sim"),
-                      make_agent(agent, seed=seed), tmp, Oracle(max_experiments=queries, patience=None),
+                      make_agent(name, seed=seed, **options), tmp, Oracle(max_experiments=queries, patience=None),
                       LoopConfig(noise_repeats=1, false_keep=0.5, durable=False), workers=workers)
     clock, heap, order = 0.0, [], 0
     while True:
@@ -171,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--workers", nargs="+", type=int, help="default: 1 2 4 8 (throughput), 1 4 8 (async)")
   p.add_argument("--sleep-s", type=float, default=10.0)
   p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--agents", nargs="+", default=["random", "greedy", "evolution", "tpe", "ppo"])
+  p.add_argument("--agents", nargs="+", default=["random", "uniform", "local", "greedy", "evolution", "tpe", "ppo"],
+                 help="registered agents or benchmarks.nas variants (e.g. tpe-noliar)")
   p.add_argument("--seeds", type=int, default=10)
   p.add_argument("--queries", type=int, default=150)
   p.add_argument("--out", default=RESULTS)
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     out.update(seeds=args.seeds, queries=args.queries,
                agents=async_efficiency(args.agents, args.workers or [1, 4, 8], args.seeds, args.queries))
   out["load_end"] = machine_load()
+  out["machine"] = machine()   # after the measurements: it imports jax
   with open(os.path.join(args.out, f"{args.part}.json"), "w") as f:
     json.dump(out, f, indent=1)
 

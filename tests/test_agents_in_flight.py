@@ -22,9 +22,9 @@ def _digests(props) -> list[str]:
   return [tree_lib.digest(p.tree) for p in props]
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
-def test_no_agent_proposes_a_program_in_flight(name):
-  agent = make_agent(name, seed=1)
+@pytest.mark.parametrize("name,options", [*((n, {}) for n in sorted(AGENTS)), ("tpe", {"constant_liar": False})])
+def test_no_agent_proposes_a_program_in_flight(name, options):
+  agent = make_agent(name, seed=1, **options)
   history = []
   for i, prop in enumerate(propose_batch(agent, _state(), 3)):   # a few observed trials first
     out = Outcome(trial_id=str(i), tree=prop.tree, parent=prop.parent, edits=prop.edits, status="discard",

@@ -51,6 +51,74 @@ def test_progress_reaches_the_driver_and_early_abort_stops_the_trial(executor):
   assert r.abort is watcher.record and r.abort["stop"] and r.num_steps < 150
 
 
+class _Record:
+  record = None
+
+  def __init__(self):
+    self.progress = []
+
+  def observe(self, event):
+    self.progress.append(event["progress"])
+    return False
+
+
+def test_every_progress_event_reaches_the_monitor_in_order(executor):
+  # 400 events in a burst and the task returns at once: the last ones reach the hub just before the result does
+  monitor = _Record()
+  r = executor.run(job("ok", payload={"steps": 400}), monitor=monitor)
+  assert r.status == "ok" and monitor.progress == [i / 400 for i in range(1, 401)]
+
+
+def test_a_dead_hub_costs_the_progress_events_not_the_result():
+  from arrl.ray_executor import RayExecutor
+  ex = RayExecutor(num_cpus=1, limits=WorkerLimits(max_rss_mb=256), pythonpath=(TESTS,))   # its own hub
+  ray.kill(ex.hub)
+  with pytest.raises(ray.exceptions.RayActorError):   # dead before the trial starts
+    ray.get(ex.hub.pull_all.remote())
+  monitor = _Record()
+  r = ex.run(job("ok", payload={"steps": 50, "val_bpb": 0.9}), monitor=monitor)
+  assert r.status == "ok" and r.val_bpb == 0.9 and len(r.loss_curve) == 50 and monitor.progress == []
+
+
+def test_the_node_pushes_progress_in_batches(monkeypatch):
+  from arrl import ray_executor
+
+  class Reply:
+    def __init__(self, stop):
+      self.stop = stop
+
+  class FakeRay:
+    exceptions = ray.exceptions
+
+    def wait(self, refs, num_returns, timeout):
+      return refs, []
+
+    def get(self, refs):
+      if hub_dead:
+        raise ray.exceptions.RayError("the hub died")
+      return [r.stop for r in refs]
+
+  pushes, clock, hub_dead = [], [0.0], False
+
+  class Hub:
+    class push:
+      @staticmethod
+      def remote(trial_id, events):
+        pushes.append([e["i"] for e in events])
+        return Reply(stop=len(pushes) == 3)
+
+  monkeypatch.setattr(ray_executor.time, "monotonic", lambda: clock[0])
+  forward = ray_executor._Forward(FakeRay(), Hub, "t")
+  stops = []
+  for i in range(23):   # an event every 0.03 s: a push once 0.1 s have passed since the last, the first at once
+    stops.append(forward.observe({"i": i}))
+    clock[0] += 0.03
+  hub_dead = True
+  forward.close()      # pushes the rest; its wait fails, which must not raise (the trial's result still goes back)
+  assert pushes == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20], [21, 22]]
+  assert stops.index(True) == 8 and all(stops[8:])   # the stop in the third push's reply holds from then on
+
+
 def test_killed_ray_worker_is_a_recorded_crash(executor, tmp_path):
   pid_file = tmp_path / "pids"
   box = {}

@@ -17,6 +17,7 @@ holds exactly those, and `load_state_dict` replays the history into a fresh stud
 
 Parallel workers: programs still in flight (`state.in_flight`) join a copy of the study as RUNNING trials and
 the sampler runs with Optuna's constant liar, which scores them as bad, so concurrent proposals spread out.
+With `constant_liar=False` TPE ignores them and `propose_batch` re-asks a proposal that is in flight.
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def _suggester(trial: Any) -> Choose:
 class TPEAgent:
   name = "tpe"
 
-  def __init__(self, seed: int = 0, n_startup_trials: int = 10, max_asks: int = 50, multivariate: bool = True):
+  def __init__(self, seed: int = 0, n_startup_trials: int = 10, max_asks: int = 50, multivariate: bool = True,
+               constant_liar: bool = True):
     try:
       import optuna  # deferred: optuna is only needed when this agent is used
     except ImportError as e:
@@ -91,6 +93,7 @@ class TPEAgent:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # FAIL tells and per-trial INFO lines are expected noise
     self.optuna = optuna
     self.seed, self.n_startup_trials, self.max_asks, self.multivariate = seed, n_startup_trials, max_asks, multivariate
+    self.constant_liar = constant_liar
     self.asks = 0
     self.history: list[list[Any]] = []  # [encoded params, told value], in observation order
     self.study = self._fresh_study()
@@ -116,9 +119,10 @@ class TPEAgent:
 
   def propose(self, state: SearchState) -> Proposal:
     space = state.space
-    study = self._study_with_running(space, state.in_flight) if state.in_flight else self.study
+    liar = self.constant_liar and bool(state.in_flight)
+    study = self._study_with_running(space, state.in_flight) if liar else self.study
     for attempt in range(1, self.max_asks + 1):
-      study.sampler = self._sampler(liar=bool(state.in_flight))
+      study.sampler = self._sampler(liar=liar)
       self.asks += 1
       trial = study.ask()
       params: dict[str, Value] = {}
