@@ -48,6 +48,7 @@ import numpy as np
 
 from arrl import tree as tree_lib
 from arrl.agents.base import Agent, Outcome, Proposal, SearchState, propose_batch
+from arrl.io import write_json_atomic
 from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
@@ -151,15 +152,6 @@ class _Unlocked:
       return self.inner.evaluate(*args, **kwargs)
     finally:
       self.lock.acquire()
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  tmp = f"{path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
-  with open(tmp, "w") as f:
-    json.dump(obj, f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 class SearchLoop:

@@ -24,10 +24,11 @@ from arrl import tree as tree_lib
 from arrl.abort import AbortPolicy
 from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
+from arrl.io import write_json_atomic
 from arrl.keep import KeepRule
 from arrl.ledger import LEDGER_FILE, LedgerError
 from arrl.lock import RunDirLock
-from arrl.loop import BASELINE_FAILED, STATE_FILE, LoopConfig, LoopError, SearchLoop, write_json_atomic
+from arrl.loop import BASELINE_FAILED, STATE_FILE, LoopConfig, LoopError, SearchLoop
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
