@@ -201,8 +201,7 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
                       LoopConfig(noise_repeats=noise_repeats, false_keep=false_keep, confirm=confirm,
                                  durable=tmp is None), workers=workers)
     reason = loop.run()
-    trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
-                    score=r.get("val_bpb"), status=r["status"], cached=bool(r.get("cached")))
+    trials = [Trial(trial_id=r.trial_id, params=sp.to_params(r.tree), score=r.score, status=r.status, cached=r.cached)
               for r in loop.ledger.records()]
   finally:
     if tmp is not None:
