@@ -215,3 +215,22 @@ def test_a_pending_first_run_of_another_trial_is_one_line(tmp_path):
   with pytest.raises(ValueError, match="first_run is not a run of trial") as e:
     _noisy_loop(tmp_path / "run", NoisyEvaluator(space))
   assert "\n" not in str(e.value) and "state.json" in str(e.value)
+
+
+def test_a_run_keeps_its_trees_as_nodes(tmp_path, monkeypatch):
+  # The loop passes typed records: a tree is decoded from JSON only when a run directory is read back (a
+  # 20-trial run decoded 55 before, ~3 per trial), here once per ledger line and per program in state.json.
+  def refuse(text):
+    raise AssertionError("a tree was decoded from JSON during the run")
+  monkeypatch.setattr(tree_lib, "from_json", refuse)
+  loop = _noisy_loop(tmp_path, NoisyEvaluator(Space.from_dict(SPACE)), n=20)
+  assert loop.run() == "max-experiments" and any(r.confirms for r in loop.ledger.records())
+  monkeypatch.undo()
+  decode, decoded = tree_lib.from_json, []
+  monkeypatch.setattr(tree_lib, "from_json", lambda text: decoded.append(text) or decode(text))
+  _noisy_loop(tmp_path, NoisyEvaluator(Space.from_dict(SPACE)), n=20)
+  state = json.load(open(tmp_path / "state.json"))
+  programs = [state["current"], *(p for p, _ in state["agent"]["population"])]   # evolution's own state
+  lines = [json.loads(line) for line in open(tmp_path / "trials.jsonl")]
+  programs += [p for r in lines for p in (r["program"], r["parent_program"]) if p is not None]
+  assert sorted(decoded) == sorted(programs)
