@@ -26,7 +26,6 @@ import os
 import re
 import sys
 import time
-from typing import Any
 
 from arrl.trial import LEDGER_STATUSES, SCORED, Status, TrialRecord
 

@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from arrl import tree as tree_lib
 from arrl.agents import make_agent, run_dir_options
-from arrl.lock import RunDirLock
 from arrl.io import write_json_atomic
+from arrl.lock import RunDirLock
 from arrl.loop import EvalResult, LoopConfig, SearchLoop
 from arrl.oracle import Oracle
 from arrl.space import Space
