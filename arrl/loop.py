@@ -89,7 +89,7 @@ class LoopConfig:
 @dataclasses.dataclass
 class EvalResult:
   status: Status                 # ok | crash | diverged | timeout | compile-timeout | aborted
-  score: float | None            # lower is better (val-bpb); None unless ok
+  score: float | None            # lower is better (e.g. val-bpb); None unless ok
   metrics: dict = dataclasses.field(default_factory=dict)  # the record's metrics (those of its fields the loop
                                                            # owns, arrl.trial.RECORD_KEYS, are the loop's)
 
