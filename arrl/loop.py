@@ -53,7 +53,7 @@ from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
 from arrl.space import Space
-from arrl.trial import RECORD_KEYS, EvalContext, Pending, Status, TrialRecord, check_types
+from arrl.trial import EvalContext, Pending, Status, TrialRecord, check_types
 
 STATE_FILE = "state.json"
 MAX_BASELINE_FAILURES = 3   # the default program failing this often in a row stops the run: nothing to compare to
@@ -90,8 +90,7 @@ class LoopConfig:
 class EvalResult:
   status: Status                 # ok | crash | diverged | timeout | compile-timeout | aborted
   score: float | None            # lower is better (e.g. val-bpb); None unless ok
-  metrics: dict = dataclasses.field(default_factory=dict)  # the record's metrics (those of its fields the loop
-                                                           # owns, arrl.trial.RECORD_KEYS, are the loop's)
+  metrics: dict = dataclasses.field(default_factory=dict)  # the record's metrics (TrialRecord.metrics)
 
 
 class Evaluator(Protocol):
@@ -397,7 +396,7 @@ class SearchLoop:
         parent_tree=pend.parent_tree, parent=self.best.trial_id if self.best else None, edits=pend.edits,
         description=pend.description, agent=pend.agent, replicate=replicate, cached=prior is not None,
         best_before=self.best_score, sigma=self.sigma, env_digest=self.evaluator.env_digest, started_at=t0,
-        finished_at=time.time(), metrics={k: v for k, v in res.metrics.items() if k not in RECORD_KEYS})
+        finished_at=time.time(), metrics=res.metrics)
 
   def _judge(self, pend: Pending, cand_runs: list[float]) -> tuple[bool, float]:
     """(keep?, margin): the candidate's runs against all runs of the best's program."""

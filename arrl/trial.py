@@ -61,7 +61,6 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {  # ledger fields the loop reads
     "agent": (dict,), "env_digest": (str, type(None)), "cached": (bool,), "replicate": (int, type(None)),
     "best_before": (*_NUM, type(None)), "sigma": _NUM, "confirms": (str,), "confirmed_by": (list,),
     "keep_margin": _NUM, "mean_val_bpb": _NUM, "n_runs": (int,)}
-_LOOP_KEYS = ("parent_program", "run_status", "cached", "replicate", "best_before", "sigma")  # always written
 _DECISION_KEYS = ("confirms", "confirmed_by", "keep_margin", "mean_val_bpb", "n_runs")  # written when set
 
 
@@ -136,8 +135,10 @@ class TrialRecord:
       raise ValueError(f"kept must be a bool, got {self.kept!r}")
     if self.kept != (self.status == Status.KEEP):
       raise ValueError(f"kept={self.kept} contradicts status={str(self.status)!r} (kept iff status is 'keep')")
-    # A ledger field at its default is the same line whether given or not: records compare equal either way.
-    object.__setattr__(self, "metrics", {k: v for k, v in self.metrics.items() if k not in FIELDS or v != FIELDS[k]})
+    # The record's own fields are not metrics (an evaluator's val_bpb or started_at are the loop's to set), and
+    # a ledger field at its default is the same line whether given or not: records compare equal either way.
+    object.__setattr__(self, "metrics", {k: v for k, v in self.metrics.items()
+                                         if k not in _OWN_KEYS and (k not in FIELDS or v != FIELDS[k])})
 
   @property
   def agent_score(self) -> float | None:
@@ -180,10 +181,10 @@ class TrialRecord:
         confirmed_by=None if confirmed_by is None else tuple(confirmed_by), keep_margin=d.get("keep_margin"),
         mean_score=d.get("mean_val_bpb"), n_runs=d.get("n_runs"), env_digest=d.get("env_digest"),
         started_at=d["started_at"], finished_at=d["finished_at"],
-        metrics={k: v for k, v in d.items() if k not in RECORD_KEYS})
+        metrics=d)   # less the keys above (__post_init__)
 
 
-RECORD_KEYS = frozenset(_RECORD_TYPES) | frozenset(_OPTIONAL_TYPES)   # ledger keys of TrialRecord's own fields
+_OWN_KEYS = frozenset(_RECORD_TYPES) | frozenset(_OPTIONAL_TYPES)   # ledger keys of TrialRecord's own fields
 _PENDING_TYPES: dict[str, tuple[type, ...]] = {
     "trial_id": (str,), "baseline": (bool,), "program": (str,), "parent_program": (str, type(None)),
     "edits": (list,), "agent": (dict,), "description": (str,)}
@@ -234,10 +235,16 @@ class EvalContext:
   reference_curve: Sequence[Sequence[float]] = ()
 
   @classmethod
+  def against(cls, score: Any, curve: Sequence[Sequence[float]] | None, sigma: float) -> "EvalContext":
+    """The context of a trial judged against a best that scored `score` (no reference unless a finite number)
+    with training-loss curve `curve`."""
+    finite = isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
+    return cls(sigma=sigma, reference_score=score if finite else None,
+               reference_curve=tuple(tuple(p) for p in curve or ()))
+
+  @classmethod
   def from_record(cls, record: TrialRecord | None, sigma: float) -> "EvalContext":
     """The context of a trial judged against `record` (None: no reference)."""
     if record is None:
       return cls(sigma=sigma)
-    score = record.score
-    return cls(sigma=sigma, reference_score=score if score is not None and math.isfinite(score) else None,
-               reference_curve=tuple(tuple(p) for p in record.metrics.get("loss_curve") or ()))
+    return cls.against(record.score, record.metrics.get("loss_curve"), sigma)
