@@ -22,7 +22,7 @@ from rich.text import Text
 
 from arrl.loop import error_line
 from arrl.runner import Monitor
-from arrl.trial import Status
+from arrl.trial import Status, TrialRecord
 
 PERIODIC_STEPS = 10   # plain progress lines per trial when the output is not a terminal (every 10 %)
 
@@ -95,9 +95,9 @@ class RunDisplay:
     if not self.failed:
       self._guard("progress", self._progress, trial_id, event, abort)
 
-  def trial(self, loop: Any, rec: dict) -> None:
+  def trial(self, loop: Any, rec: TrialRecord) -> None:
     """Called by the loop after every trial: the trial's summary line."""
-    self.flights.pop(rec["trial_id"], None)
+    self.flights.pop(rec.trial_id, None)
     self._guard("trial line", self._trial_line, loop, rec)
 
   def close(self) -> None:
@@ -124,8 +124,8 @@ class RunDisplay:
       warnings.warn(f"arrl display: {what} failed ({e!r}); the live display is off for this run", stacklevel=2)
 
   def _start(self, trial_id: str) -> None:
-    waiting = [getattr(self.loop, "pending", None) or {}, *getattr(self.loop, "in_flight", [])]
-    description = next((p.get("description", "") for p in waiting if p.get("trial_id") == trial_id), "")
+    waiting = [self.loop.pending, *self.loop.in_flight]
+    description = next((p.description for p in waiting if p is not None and p.trial_id == trial_id), "")
     self.flights[trial_id] = {"trial_id": trial_id, "description": description, "t0": time.monotonic(),
                               "event": None, "abort": None, "printed": 0}
     with self._start_lock:   # parallel workers start trials from their own threads
@@ -192,14 +192,14 @@ class RunDisplay:
       return "until stopped"
     return _fmt_s(max(0.0, min(left)))
 
-  def _trial_line(self, loop: Any, rec: dict) -> None:
-    score = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
-    if (rec.get("n_runs") or 1) > 1:
-      score += f" (mean of {rec['n_runs']} runs {rec['mean_val_bpb']:.6f})"
-    colour = {Status.KEEP: "green", Status.BASELINE: "cyan", Status.DISCARD: "white"}.get(rec["status"], "red")
-    cached = " (cached)" if rec.get("cached") else ""
-    failed = rec.get("run_status") not in (None, Status.OK, Status.ABORTED)
+  def _trial_line(self, loop: Any, rec: TrialRecord) -> None:
+    score = f"{rec.score:.6f}" if rec.score is not None else "-"
+    if (rec.n_runs or 1) > 1:
+      score += f" (mean of {rec.n_runs} runs {rec.mean_score:.6f})"
+    colour = {Status.KEEP: "green", Status.BASELINE: "cyan", Status.DISCARD: "white"}.get(rec.status, "red")
+    cached = " (cached)" if rec.cached else ""
+    failed = rec.run_status not in (Status.OK, Status.ABORTED)
     error = f" | error: {escape(error_line(rec))}" if failed and error_line(rec) else ""
     self.console.print(
-        f"trial {escape(rec['trial_id'])} [{colour}]{rec['status']:>15}[/{colour}]{cached} val_bpb {score} | "
-        f"{self.run_text(loop)} | {escape(str(rec.get('description', '')))}{error}", soft_wrap=True)
+        f"trial {escape(rec.trial_id)} [{colour}]{rec.status:>15}[/{colour}]{cached} val_bpb {score} | "
+        f"{self.run_text(loop)} | {escape(rec.description)}{error}", soft_wrap=True)

@@ -19,7 +19,6 @@ Single writer: the process using a run directory holds RUN_DIR/lock (arrl.lock),
 """
 from __future__ import annotations
 
-import copy
 import glob
 import json
 import math
@@ -27,23 +26,13 @@ import os
 import re
 import sys
 import time
-from typing import Any
 
-from arrl.trial import LEDGER_STATUSES, SCORED, Status
+from arrl.trial import LEDGER_STATUSES, SCORED, Status, TrialRecord
 
 LEDGER_FILE = "trials.jsonl"
 RESULTS_FILE = "results.tsv"
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
 
-# Every record has these fields; missing ones get these defaults. Extra fields are kept as given.
-FIELDS: dict[str, Any] = {
-    "trial_id": None, "parent": None, "program": None, "digest": None, "edits": [], "description": "",
-    "status": None, "val_bpb": None, "training_seconds": None, "compile_seconds": None,
-    "total_seconds": None, "startup_seconds": None, "peak_memory_mb": None, "total_tokens_M": None,
-    "num_steps": None, "env_digest": None, "agent": {}, "abort": None, "loss_curve": [], "log_tail": "",
-    "error": None, "started_at": None, "finished_at": None, "kept": False,
-}
-REQUIRED = ("trial_id", "status")
 _TORN_ID = re.compile(rb'"trial_id"\s*:\s*"([^"\\]{1,64})"')
 
 
@@ -59,37 +48,14 @@ def _fsync_dir(path: str) -> None:
     os.close(fd)
 
 
-def _tsv_row(rec: dict) -> str:
-  status = rec["status"]
-  val = rec.get("val_bpb")
-  scored = status in SCORED and isinstance(val, (int, float)) and math.isfinite(val)
-  mem_gb = (rec.get("peak_memory_mb") or 0.0) / 1024
-  desc = " ".join(str(rec.get("description") or "").split())   # one line, no tabs
+def _tsv_row(rec: TrialRecord) -> str:
+  val = rec.score
+  scored = rec.status in SCORED and val is not None and math.isfinite(val)
+  mem_gb = (rec.metrics.get("peak_memory_mb") or 0.0) / 1024
+  desc = " ".join(rec.description.split())   # one line, no tabs
   # autoresearch records its baseline as a kept run.
-  tsv_status = Status.KEEP if status == Status.BASELINE else status
-  return f"{rec['trial_id']}\t{val if scored else 0.0:.6f}\t{mem_gb:.1f}\t{tsv_status}\t{desc}"
-
-
-def validate_record(record: dict) -> dict:
-  """The record with defaults filled in; ValueError if it cannot be stored."""
-  if not isinstance(record, dict):
-    raise ValueError(f"a ledger record must be a dict, got {type(record).__name__}")
-  for key in REQUIRED:
-    if record.get(key) is None:
-      raise ValueError(f"ledger record is missing required field {key!r}")
-  tid = record["trial_id"]
-  if not isinstance(tid, str) or not tid or any(c.isspace() for c in tid):
-    raise ValueError(f"trial_id must be a non-empty string without whitespace, got {tid!r}")
-  if record["status"] not in LEDGER_STATUSES:
-    raise ValueError(f"status must be one of {', '.join(LEDGER_STATUSES)}; got {record['status']!r}")
-  out = {k: copy.deepcopy(v) for k, v in FIELDS.items()}
-  out.update(record)
-  out["status"] = str(out["status"])   # a Status is stored as its plain string, as read back from disk
-  if not isinstance(out["kept"], bool):
-    raise ValueError(f"kept must be a bool, got {out['kept']!r}")
-  if out["kept"] != (out["status"] == Status.KEEP):
-    raise ValueError(f"kept={out['kept']} contradicts status={out['status']!r} (kept iff status is 'keep')")
-  return out
+  tsv_status = Status.KEEP if rec.status == Status.BASELINE else rec.status
+  return f"{rec.trial_id}\t{val if scored else 0.0:.6f}\t{mem_gb:.1f}\t{tsv_status}\t{desc}"
 
 
 def parse_ledger(data: bytes, path: str) -> tuple[list[dict], int]:
@@ -145,17 +111,20 @@ class Ledger:
       self._write_results()
     except OSError as e:
       raise LedgerError(f"run directory {self.run_dir!r} is not usable: {e}") from e
-    self._ids = {r["trial_id"] for r in self._records}
+    self._ids = {r.trial_id for r in self._records}
 
-  def _load(self) -> list[dict]:
+  def _load(self) -> list[TrialRecord]:
     if not os.path.exists(self.path):
       return []
     with open(self.path, "rb") as f:
       data = f.read()
-    records, good_end = parse_ledger(data, self.path)
+    lines, good_end = parse_ledger(data, self.path)
     if good_end < len(data):
       self._repair(data, good_end)
-    return records
+    try:
+      return [TrialRecord.from_dict(d, f"{self.path}: trial {d['trial_id']}") for d in lines]
+    except ValueError as e:
+      raise LedgerError(str(e)) from None
 
   def _repair(self, data: bytes, good_end: int) -> None:
     torn = f"{self.path}.torn-{int(time.time())}-{os.getpid()}"
@@ -191,15 +160,16 @@ class Ledger:
     if self.durable:
       _fsync_dir(self.run_dir)
 
-  def append(self, record: dict) -> dict:
-    """Validate, fill defaults, write durably; returns the stored record. ValueError on a bad record."""
-    rec = validate_record(record)
-    if rec["trial_id"] in self._ids:
-      raise ValueError(f"trial_id {rec['trial_id']!r} is already in the ledger (trials are recorded once)")
+  def append(self, rec: TrialRecord) -> TrialRecord:
+    """Write a decided record durably; returns it. ValueError on one that cannot be stored."""
+    if rec.status not in LEDGER_STATUSES:
+      raise ValueError(f"status must be one of {', '.join(LEDGER_STATUSES)}; got {str(rec.status)!r}")
+    if rec.trial_id in self._ids:
+      raise ValueError(f"trial_id {rec.trial_id!r} is already in the ledger (trials are recorded once)")
     try:
-      line = (json.dumps(rec, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+      line = (json.dumps(rec.to_dict(), ensure_ascii=True, separators=(",", ":")) + "\n").encode()
     except (TypeError, ValueError) as e:
-      raise ValueError(f"ledger record {rec['trial_id']!r} is not JSON-serialisable: {e}") from e
+      raise ValueError(f"ledger record {rec.trial_id!r} is not JSON-serialisable: {e}") from e
     new_file = not os.path.exists(self.path)
     fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -213,16 +183,16 @@ class Ledger:
     if new_file and self.durable:
       _fsync_dir(self.run_dir)
     self._records.append(rec)
-    self._ids.add(rec["trial_id"])
+    self._ids.add(rec.trial_id)
     self._write_results()
     return rec
 
-  def records(self) -> list[dict]:
-    """All records in append order (the dicts are the ledger's own: do not mutate them)."""
+  def records(self) -> list[TrialRecord]:
+    """All records in append order."""
     return list(self._records)
 
-  def find_digest(self, digest: str) -> list[dict]:
-    return [r for r in self._records if r.get("digest") == digest]
+  def find_digest(self, digest: str) -> list[TrialRecord]:
+    return [r for r in self._records if r.digest == digest]
 
   def __len__(self) -> int:
     return len(self._records)

@@ -48,11 +48,12 @@ import numpy as np
 
 from arrl import tree as tree_lib
 from arrl.agents.base import Agent, Outcome, Proposal, SearchState, propose_batch
+from arrl.io import write_json_atomic
 from arrl.keep import DEFAULT_FALSE_KEEP, KeepRule, NoiseModel
 from arrl.ledger import Ledger
 from arrl.oracle import Oracle
 from arrl.space import Space
-from arrl.trial import EvalContext, Status
+from arrl.trial import EvalContext, Pending, Status, TrialRecord, check_types
 
 STATE_FILE = "state.json"
 MAX_BASELINE_FAILURES = 3   # the default program failing this often in a row stops the run: nothing to compare to
@@ -63,15 +64,6 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {   # state.json field -> accepted J
     "env_digest": (str,), "agent_name": (str,), "agent": (dict,), "current": (str,), "best_id": (str, type(None)),
     "best_score": (*_NUM, type(None)), "baseline_scores": (list,), "sigma": _NUM, "pending": (dict, type(None)),
     "elapsed_s": _NUM, "executed": (int,), "cached_in_a_row": (int,)}
-_PENDING_TYPES: dict[str, tuple[type, ...]] = {
-    "trial_id": (str,), "baseline": (bool,), "program": (str,), "parent_program": (str, type(None)),
-    "edits": (list,), "agent": (dict,), "description": (str,)}
-_RECORD_TYPES: dict[str, tuple[type, ...]] = {   # what the loop reads back from its own ledger records
-    "program": (str,), "run_status": (str,), "val_bpb": (*_NUM, type(None)), "kept": (bool,),
-    "started_at": _NUM, "finished_at": _NUM}
-_FIRST_RUN_TYPES: dict[str, tuple[type, ...]] = {   # a pending candidate's first run, awaiting confirmation
-    "trial_id": (str,), "digest": (str,), "run_status": (str,), "val_bpb": _NUM, "cached": (bool,),
-    "replicate": (int,), "started_at": _NUM, "finished_at": _NUM}
 MAX_CACHED_IN_A_ROW = 200   # an agent that only re-proposes measured programs has exhausted the space
 
 
@@ -97,8 +89,8 @@ class LoopConfig:
 @dataclasses.dataclass
 class EvalResult:
   status: Status                 # ok | crash | diverged | timeout | compile-timeout | aborted
-  score: float | None            # lower is better (val-bpb); None unless ok (or an abort prediction)
-  metrics: dict = dataclasses.field(default_factory=dict)  # extra ledger fields
+  score: float | None            # lower is better (e.g. val-bpb); None unless ok
+  metrics: dict = dataclasses.field(default_factory=dict)  # the record's metrics (TrialRecord.metrics)
 
 
 class Evaluator(Protocol):
@@ -110,30 +102,18 @@ class Evaluator(Protocol):
 
 
 
-def is_baseline(rec: dict) -> bool:
-  """Whether a ledger record is a run of the default program for the noise estimate (ok or failed)."""
-  return rec.get("description") == "baseline" and rec.get("parent_program") is None
+def is_baseline(rec: TrialRecord) -> bool:
+  """Whether a record is a run of the default program for the noise estimate (ok or failed)."""
+  return rec.description == "baseline" and rec.parent_tree is None
 
 
-def error_line(rec: dict) -> str:
+def error_line(rec: TrialRecord) -> str:
   """The last line of a failed trial's error (else of its log tail): what the user needs to see first."""
-  for text in (rec.get("error"), rec.get("log_tail")):
+  for text in (rec.metrics.get("error"), rec.metrics.get("log_tail")):
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     if lines:
       return lines[-1][:300]
   return ""
-
-
-def _check_types(obj: Any, types: dict[str, tuple[type, ...]], where: str) -> None:
-  if not isinstance(obj, dict):
-    raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-  for key, accepted in types.items():
-    if key not in obj:
-      raise ValueError(f"{where}: field {key!r} is missing")
-    value = obj[key]
-    if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
-      names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
-      raise ValueError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
 
 
 class _Unlocked:
@@ -153,19 +133,10 @@ class _Unlocked:
       self.lock.acquire()
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  tmp = f"{path}.{os.getpid()}.tmp"   # per process: a second writer never shares a temp file
-  with open(tmp, "w") as f:
-    json.dump(obj, f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 class SearchLoop:
   def __init__(self, space: Space, evaluator: Evaluator, agent: Agent, run_dir: str, oracle: Oracle,
                config: LoopConfig = LoopConfig(), initial: Any = None, force: bool = False,
-               on_trial: Callable[["SearchLoop", dict], None] | None = None, workers: int = 1):
+               on_trial: Callable[["SearchLoop", TrialRecord], None] | None = None, workers: int = 1):
     if workers < 1:
       raise ValueError(f"workers must be >= 1, got {workers}")
     self.space, self.evaluator, self.agent, self.oracle, self.config = space, evaluator, agent, oracle, config
@@ -176,13 +147,13 @@ class SearchLoop:
     self.ledger = Ledger(run_dir, durable=config.durable)
     self.state_path = os.path.join(run_dir, STATE_FILE)
     self.current = initial if initial is not None else space.default()
-    self.best: dict | None = None          # ledger record of the kept best (its loss curve feeds early abort)
+    self.best: TrialRecord | None = None   # the kept best (its loss curve feeds early abort)
     self.best_score: float | None = None   # the score to beat (the baseline's mean, then the kept best's)
     self.baseline_scores: list[float] = []
     self.sigma = 0.0
     self.history: list[Outcome] = []
-    self.pending: dict | None = None       # the trial in flight (one worker)
-    self.in_flight: list[dict] = []        # the trials in flight (parallel workers), oldest first
+    self.pending: Pending | None = None    # the trial in flight (one worker)
+    self.in_flight: list[Pending] = []     # the trials in flight (parallel workers), oldest first
     self.elapsed_s = 0.0
     self.executed = 0                      # trials actually run (cached ones excluded)
     self.cached_in_a_row = 0
@@ -193,7 +164,7 @@ class SearchLoop:
     if os.path.exists(self.state_path):
       self._resume(force)
     elif config.durable and len(self.ledger):
-      last = self.ledger.records()[-1].get("env_digest")
+      last = self.ledger.records()[-1].env_digest
       if last != self.evaluator.env_digest and not force:
         raise ValueError(f"{self.state_path} is missing and {self.ledger.path} was run in frozen environment {last}, "
                          f"not {self.evaluator.env_digest}; results would not compare. Use a new --run-dir, or --force")
@@ -208,35 +179,33 @@ class SearchLoop:
     write_json_atomic(self.state_path, {
         "env_digest": self.evaluator.env_digest, "agent_name": self.agent.name,
         "agent": self.agent.state_dict(), "current": tree_lib.to_json(self.current),
-        "best_id": self.best["trial_id"] if self.best else None, "best_score": self.best_score,
-        "baseline_scores": self.baseline_scores,
-        "sigma": self.sigma, "pending": self.pending, "elapsed_s": self.elapsed_s, "executed": self.executed,
-        "cached_in_a_row": self.cached_in_a_row, "next_id": self.next_id, "absorbed": self.absorbed,
-        "in_flight": self.in_flight,
+        "best_id": self.best.trial_id if self.best else None, "best_score": self.best_score,
+        "baseline_scores": self.baseline_scores, "sigma": self.sigma,
+        "pending": self.pending.to_dict() if self.pending else None, "elapsed_s": self.elapsed_s,
+        "executed": self.executed, "cached_in_a_row": self.cached_in_a_row, "next_id": self.next_id,
+        "absorbed": self.absorbed, "in_flight": [p.to_dict() for p in self.in_flight],
     })
 
   def _first_free_id(self) -> int:
-    ids = self.ledger.reserved_ids() | {r["trial_id"] for r in self.ledger.records()}
+    ids = self.ledger.reserved_ids() | {r.trial_id for r in self.ledger.records()}
     return 1 + max((int(t) for t in ids if TRIAL_ID.fullmatch(t)), default=-1)
 
-  def _tree(self, text: Any, where: str) -> Any:
+  def _valid(self, tree: Any, where: str) -> Any:
     """A program read from disk, validated against the space (so nothing off the grid ever runs)."""
     try:
-      if not isinstance(text, str):
-        raise ValueError(f"expected a tree JSON string, got {type(text).__name__}")
-      tree = tree_lib.from_json(text)
       self.space.validate(tree)
     except ValueError as e:
       raise ValueError(f"{where}: {e}") from None
     return tree
 
+  def _check_trees(self, item: TrialRecord | Pending, where: str) -> None:
+    self._valid(item.tree, f"{where} program")
+    if item.parent_tree is not None:
+      self._valid(item.parent_tree, f"{where} parent_program")
+
   def _check_ledger(self) -> None:
     for rec in self.ledger.records():
-      where = f"{self.ledger.path}: trial {rec['trial_id']}"
-      _check_types(rec, _RECORD_TYPES, where)
-      self._tree(rec["program"], f"{where} program")
-      if rec.get("parent_program") is not None:
-        self._tree(rec["parent_program"], f"{where} parent_program")
+      self._check_trees(rec, f"{self.ledger.path}: trial {rec.trial_id}")
 
   def _resume(self, force: bool) -> None:
     try:
@@ -244,67 +213,75 @@ class SearchLoop:
         st = json.load(f)
     except (OSError, ValueError) as e:
       raise ValueError(f"cannot read {self.state_path}: {e}") from e
-    _check_types(st, _STATE_TYPES, self.state_path)
+    check_types(st, _STATE_TYPES, self.state_path)
     if st["env_digest"] != self.evaluator.env_digest and not force:
       raise ValueError(f"frozen-environment digest changed ({st['env_digest']} -> {self.evaluator.env_digest}); "
                        "results would not compare. Use a new --run-dir, or --force to resume anyway")
     if st["agent_name"] != self.agent.name:
       raise ValueError(f"run directory was made by agent {st['agent_name']!r}, not {self.agent.name!r}")
     optional = {"next_id": (int,), "absorbed": (int,), "in_flight": (list,)}   # absent in older states
-    _check_types({k: st[k] for k in optional if k in st}, {k: t for k, t in optional.items() if k in st},
-                 self.state_path)
+    check_types(st, optional, self.state_path, required=False)
     self.next_id = max(self.next_id, st.get("next_id", 0))
     records = self.ledger.records()
     pend, in_flight = st["pending"], st.get("in_flight", [])
     waiting = {p.get("trial_id") for p in [pend, *in_flight] if isinstance(p, dict)}
     # Rows of trials still waiting to be learned from: their confirmations, and at most one finished row
     # (trials are recorded and learned one at a time); with parallel workers other rows may lie between them.
-    unlearned = sum(r["trial_id"] in waiting or r.get("confirms") in waiting for r in records)
+    unlearned = sum(r.trial_id in waiting or r.confirms in waiting for r in records)
     absorbed = st.get("absorbed", len(records) - unlearned)   # older states did not count
     if absorbed != len(records) - unlearned:
       return self._rebuild(f"{self.state_path} counts {absorbed} finished trials, {self.ledger.path} has "
                            f"{len(records) - unlearned}")
-    if st["best_id"] is not None and st["best_id"] not in {r["trial_id"] for r in records}:
+    if st["best_id"] is not None and st["best_id"] not in {r.trial_id for r in records}:
       return self._rebuild(f"the best trial {st['best_id']!r} of {self.state_path} is not in {self.ledger.path}")
     self._check_ledger()
     try:
       self.agent.load_state_dict(st["agent"])
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f"{self.state_path}: the {st['agent_name']} agent's state is not usable ({e!r:.200})") from None
-    self.current = self._tree(st["current"], f"{self.state_path}: current")
+    where = f"{self.state_path}: current"
+    self.current = self._valid(self._decode(st["current"], where), where)
     self.baseline_scores, self.sigma = st["baseline_scores"], st["sigma"]
     self.pending = self._check_pending(pend) if pend is not None else None
     self.in_flight = [self._check_pending(p) for p in in_flight]
+    fresh = self.pending is not None and self.pending.trial_id != pend["trial_id"] or any(
+        p.trial_id != d.get("trial_id") for p, d in zip(self.in_flight, in_flight))
     self.elapsed_s = st["elapsed_s"]
     self.executed, self.cached_in_a_row = st["executed"], st["cached_in_a_row"]
-    self.best = next((r for r in records if r["trial_id"] == st["best_id"]), None)
+    self.best = next((r for r in records if r.trial_id == st["best_id"]), None)
     self.best_score = st["best_score"]
-    self.history = [self._outcome(r) for r in records if r.get("status") != Status.BASELINE and not r.get("confirms")]
+    self.history = [self._outcome(r) for r in records if r.status != Status.BASELINE and not r.confirms]
     self.absorbed = absorbed
-    if self.pending is not pend or any(a is not b for a, b in zip(self.in_flight, in_flight)):
+    if fresh:
       self._save()   # a trial in flight got a fresh id
 
-  def _check_pending(self, pend: dict) -> dict:
+  def _decode(self, text: Any, where: str) -> Any:
+    try:
+      if not isinstance(text, str):
+        raise ValueError(f"expected a tree JSON string, got {type(text).__name__}")
+      return tree_lib.from_json(text)
+    except ValueError as e:
+      raise ValueError(f"{where}: {e}") from None
+
+  def _check_pending(self, data: Any) -> Pending:
     where = f"{self.state_path}: pending"
-    _check_types(pend, _PENDING_TYPES, where)
-    tid = pend["trial_id"]
+    pend = Pending.from_dict(data, where)
+    tid = pend.trial_id
     if not TRIAL_ID.fullmatch(tid):
       raise ValueError(f"{where}: trial_id {tid!r:.60} is not a trial id (6 or more digits)")
-    tree = self._tree(pend["program"], f"{where} program")
-    if pend["parent_program"] is not None:
-      self._tree(pend["parent_program"], f"{where} parent_program")
-    done = [r for r in self.ledger.records() if r["trial_id"] == tid]
-    if done and done[0].get("digest") != tree_lib.digest(tree):
+    self._check_trees(pend, where)
+    digest = tree_lib.digest(pend.tree)
+    done = [r for r in self.ledger.records() if r.trial_id == tid]
+    if done and done[0].digest != digest:
       raise ValueError(f"{where}: trial {tid} is in {self.ledger.path} with another program; "
                        f"delete {self.state_path} to rebuild the state from the ledger")
     if not done and tid in self.ledger.reserved_ids():   # its record was torn: rerun it under a fresh id
-      return {**{k: v for k, v in pend.items() if k != "first_run"}, "trial_id": self._new_id()}
-    if "first_run" in pend:
-      first = pend["first_run"]
-      _check_types(first, _FIRST_RUN_TYPES, f"{where} first_run")
-      if first["trial_id"] != tid or first["digest"] != tree_lib.digest(tree):
-        raise ValueError(f"{where}: first_run is not a run of trial {tid}; delete {self.state_path} to rebuild "
-                         "the state from the ledger")
+      return dataclasses.replace(pend, trial_id=self._new_id(), first_run=None)
+    first = pend.first_run
+    if first is not None and (first.trial_id != tid or first.digest != digest or first.run_status != Status.OK
+                              or first.score is None or first.cached or first.replicate is None):
+      raise ValueError(f"{where}: first_run is not a run of trial {tid} that passed the keep test; delete "
+                       f"{self.state_path} to rebuild the state from the ledger")
     return pend
 
   def _rebuild(self, why: str) -> None:
@@ -315,38 +292,32 @@ class SearchLoop:
           f"agent is replayed their outcomes, so its next proposals may differ from an uninterrupted run",
           file=sys.stderr)
     on_trial, self.on_trial = self.on_trial, None
-    ids = {r["trial_id"] for r in records}
+    ids = {r.trial_id for r in records}
     for rec in records:
-      if not rec.get("confirms"):   # confirmations are learned with the trial they confirm ...
-        self._learn({"baseline": is_baseline(rec)}, rec)
-      elif rec["confirms"] not in ids:   # ... or, when its record was torn, only counted
+      if not rec.confirms:   # confirmations are learned with the trial they confirm ...
+        self._learn(is_baseline(rec), rec)
+      elif rec.confirms not in ids:   # ... or, when its record was torn, only counted
         self._count_run(rec)
     self.on_trial = on_trial
     self.absorbed = len(records)    # confirmations of a trial that was never recorded included
     self._save()
 
   # ---- one trial ---------------------------------------------------------------------------------
-  def _outcome(self, rec: dict) -> Outcome:
-    score = rec["mean_val_bpb"] if rec.get("mean_val_bpb") is not None else rec.get("val_bpb")
-    if rec["status"] == Status.ABORTED and rec.get("abort"):
-      score = rec["abort"].get("predicted_val_bpb")  # early-aborted: the curve fit's prediction
-    return Outcome(trial_id=rec["trial_id"], tree=tree_lib.from_json(rec["program"]),
-                   parent=tree_lib.from_json(rec["parent_program"]) if rec.get("parent_program") else None,
-                   edits=tuple(rec.get("edits") or ()), status=Status(rec["status"]), score=score,
-                   kept=bool(rec.get("kept")), best_before=rec.get("best_before"), sigma=rec.get("sigma", 0.0),
-                   info=rec.get("agent") or {})
+  def _outcome(self, rec: TrialRecord) -> Outcome:
+    return Outcome(trial_id=rec.trial_id, tree=rec.tree, parent=rec.parent_tree, edits=rec.edits, status=rec.status,
+                   score=rec.agent_score, kept=rec.kept, best_before=rec.best_before, sigma=rec.sigma, info=rec.agent)
 
   def state(self) -> SearchState:
     return SearchState(space=self.space, current=self.current,
                        best_score=self.best_score, sigma=self.sigma,
                        history=self.history, budget_used=self.oracle.budget_used(self.executed, self.elapsed_s),
-                       in_flight=tuple(tree_lib.from_json(p["program"]) for p in self.in_flight))
+                       in_flight=tuple(p.tree for p in self.in_flight))
 
   def _new_id(self) -> str:
     self.next_id += 1
     return f"{self.next_id - 1:06d}"
 
-  def _propose(self) -> dict:
+  def _propose(self) -> Pending:
     if self.best_score is None:
       return self._baseline(len(self.baseline_scores))
     return self._pending(self._ask(1)[0], baseline=False)
@@ -363,153 +334,150 @@ class SearchLoop:
                       f"{self.state_path} was edited, delete it to rebuild the state from the ledger") from None
     return props
 
-  def _baseline(self, index: int) -> dict:
+  def _baseline(self, index: int) -> Pending:
     return self._pending(Proposal(tree=self.current, parent=None, info={"baseline": index}), baseline=True)
 
-  def _pending(self, prop: Proposal, baseline: bool) -> dict:
-    return {
-        "trial_id": self._new_id(), "baseline": baseline,
-        "program": tree_lib.to_json(prop.tree),
-        "parent_program": tree_lib.to_json(prop.parent) if prop.parent is not None else None,
-        "edits": [e.to_dict() for e in prop.edits], "agent": prop.info,
-        "description": ("baseline" if baseline else
-                        tree_lib.diff(prop.parent, prop.tree) if prop.parent is not None else "random sample"),
-    }
+  def _pending(self, prop: Proposal, baseline: bool) -> Pending:
+    return Pending(
+        trial_id=self._new_id(), baseline=baseline, tree=prop.tree, parent_tree=prop.parent,
+        edits=tuple(e.to_dict() for e in prop.edits), agent=prop.info,
+        description=("baseline" if baseline else
+                     tree_lib.diff(prop.parent, prop.tree) if prop.parent is not None else "random sample"))
 
-  def _cached(self, digest: str) -> dict | None:
+  def _cached(self, digest: str) -> TrialRecord | None:
     if self.config.remeasure:
       return None
-    for rec in self.ledger.find_digest(digest):
-      if not rec.get("cached"):
-        return rec
-    return None
+    return next((r for r in self.ledger.find_digest(digest) if not r.cached), None)
 
-  def _recorded(self, trial_id: str, digest: str) -> dict | None:
-    return next((r for r in self.ledger.find_digest(digest) if r["trial_id"] == trial_id), None)
+  def _recorded(self, trial_id: str, digest: str) -> TrialRecord | None:
+    return next((r for r in self.ledger.find_digest(digest) if r.trial_id == trial_id), None)
 
   def measurements(self, exclude: str | None = None) -> dict[str, list[float]]:
-    """val_bpb of every successful run, by program digest (confirmations of trial `exclude` left out)."""
+    """The score of every successful run, by program digest (confirmations of trial `exclude` left out)."""
     groups: dict[str, list[float]] = {}
     for r in self.ledger.records():
-      if r.get("run_status") == Status.OK and not r.get("cached") and (exclude is None or r.get("confirms") != exclude):
-        groups.setdefault(r["digest"], []).append(r["val_bpb"])
+      if r.run_status == Status.OK and not r.cached and (exclude is None or r.confirms != exclude):
+        groups.setdefault(r.digest, []).append(r.score)
     return groups
 
   def noise(self) -> NoiseModel:
     """sigma pooled over every program measured more than once (baselines, confirmations, re-measurements)."""
     return NoiseModel.from_groups(list(self.measurements().values()))
 
-  def step(self) -> dict:
-    """Propose (or resume the pending trial), run, record, learn. Returns the ledger record."""
+  def step(self) -> TrialRecord:
+    """Propose (or resume the pending trial), run, record, learn. Returns the trial's record."""
     if self.pending is None:
       self.pending = self.in_flight[0] if self.in_flight else self._propose()   # resumed from parallel workers
       self._save()
     return self.complete(self.pending)
 
-  def complete(self, pend: dict) -> dict:
+  def complete(self, pend: Pending) -> TrialRecord:
     """Run the pending trial (or find it in the ledger: never run twice), record it, let the agent observe it."""
-    rec = self._recorded(pend["trial_id"], tree_lib.digest(tree_lib.from_json(pend["program"]))) or self._finish(pend)
-    self._learn(pend, rec)
+    rec = self._recorded(pend.trial_id, tree_lib.digest(pend.tree)) or self._finish(pend)
+    self._learn(pend.baseline, rec)
     return rec
 
-  def _measure(self, pend: dict, trial_id: str, replicate: int | None, best: dict | None) -> dict:
-    """One run of the pending program (or its cached result): a ledger row without status."""
-    tree = tree_lib.from_json(pend["program"])
-    digest = tree_lib.digest(tree)
-    prior = None if pend["baseline"] or replicate is not None else self._cached(digest)
+  def _measure(self, pend: Pending, trial_id: str, replicate: int | None, best: TrialRecord | None) -> TrialRecord:
+    """One run of the pending program (or its cached result), not judged yet: its status is the run's."""
+    digest = tree_lib.digest(pend.tree)
+    prior = None if pend.baseline or replicate is not None else self._cached(digest)
     t0 = time.time()
     if prior is not None:
-      res = EvalResult(status=prior["run_status"], score=prior.get("val_bpb"),
-                       metrics={k: prior.get(k) for k in ("training_seconds", "compile_seconds", "peak_memory_mb",
-                                                            "total_tokens_M", "num_steps")})
+      res = EvalResult(status=prior.run_status, score=prior.score,
+                       metrics={k: prior.metrics.get(k) for k in ("training_seconds", "compile_seconds",
+                                                                   "peak_memory_mb", "total_tokens_M", "num_steps")})
     else:
       if replicate is None:  # run r of a program (failed runs count): r differs for every run, resumed or not
-        replicate = sum(not r.get("cached") for r in self.ledger.find_digest(digest))
-      res = self.evaluator.evaluate(tree, trial_id, EvalContext.from_record(best, self.sigma), replicate=replicate)
-    return {**res.metrics, **{k: v for k, v in pend.items() if k not in ("baseline", "first_run")},
-            "trial_id": trial_id, "digest": digest, "run_status": res.status, "val_bpb": res.score,
-            "cached": prior is not None, "replicate": replicate, "best_before": self.best_score, "sigma": self.sigma,
-            "parent": self.best["trial_id"] if self.best else None, "env_digest": self.evaluator.env_digest,
-            "started_at": t0, "finished_at": time.time()}
+        replicate = sum(not r.cached for r in self.ledger.find_digest(digest))
+      res = self.evaluator.evaluate(pend.tree, trial_id, EvalContext.from_record(best, self.sigma), replicate=replicate)
+    status = Status(res.status)
+    return TrialRecord(
+        trial_id=trial_id, status=status, tree=pend.tree, digest=digest, run_status=status, score=res.score,
+        parent_tree=pend.parent_tree, parent=self.best.trial_id if self.best else None, edits=pend.edits,
+        description=pend.description, agent=pend.agent, replicate=replicate, cached=prior is not None,
+        best_before=self.best_score, sigma=self.sigma, env_digest=self.evaluator.env_digest, started_at=t0,
+        finished_at=time.time(), metrics=res.metrics)
 
-  def _judge(self, pend: dict, cand_runs: list[float]) -> tuple[bool, float]:
+  def _judge(self, pend: Pending, cand_runs: list[float]) -> tuple[bool, float]:
     """(keep?, margin): the candidate's runs against all runs of the best's program."""
-    groups = self.measurements(exclude=pend["trial_id"])
-    best_runs = groups.get(self.best["digest"], []) if self.best else []
+    groups = self.measurements(exclude=pend.trial_id)
+    best_runs = groups.get(self.best.digest, []) if self.best else []
     if not best_runs:
       return True, 0.0
     noise = NoiseModel.from_groups(list(groups.values()) + [cand_runs])
     rule = KeepRule(self.config.false_keep)
     return rule.keep(best_runs, cand_runs, noise), rule.margin(noise, len(cand_runs), len(best_runs))
 
-  def _confirmation(self, pend: dict, first: dict, i: int) -> dict:
-    trial_id = f"{pend['trial_id']}-c{i}"
-    done = self._recorded(trial_id, first["digest"])
+  def _confirmation(self, pend: Pending, first: TrialRecord, i: int) -> TrialRecord:
+    trial_id = f"{pend.trial_id}-c{i}"
+    done = self._recorded(trial_id, first.digest)
     if done is not None:
       return done
-    row = self._measure(pend, trial_id, first["replicate"] + i, best=None)  # no early abort: it passed once
-    ok = row["run_status"] == Status.OK
-    return self.ledger.append({**row, "status": Status.CONFIRM if ok else row["run_status"], "kept": False,
-                               "confirms": pend["trial_id"], "agent": {},
-                               "description": f"confirms {pend['trial_id']}: {pend['description']}"})
+    run = self._measure(pend, trial_id, first.replicate + i, best=None)  # no early abort: it passed once
+    return self.ledger.append(dataclasses.replace(
+        run, status=Status.CONFIRM if run.run_status == Status.OK else run.run_status, confirms=pend.trial_id,
+        agent={}, description=f"confirms {pend.trial_id}: {pend.description}"))
 
-  def _finish(self, pend: dict) -> dict:
+  def _keep_first_run(self, pend: Pending, run: TrialRecord) -> Pending:
+    """Saves the candidate's first run in the pending trial before its confirmations start."""
+    pend = dataclasses.replace(pend, first_run=run)
+    if self.pending is not None and self.pending.trial_id == pend.trial_id:
+      self.pending = pend
+    self.in_flight = [pend if p.trial_id == pend.trial_id else p for p in self.in_flight]
+    self._save()
+    return pend
+
+  def _finish(self, pend: Pending) -> TrialRecord:
     """Run the pending trial and, if it passes, its confirmations; judge it; append its row."""
-    row = pend.get("first_run") or self._measure(pend, pend["trial_id"], None, self.best)
-    ok = row["run_status"] == Status.OK
-    kept, extra = False, {}
-    if pend["baseline"]:
-      status = Status.BASELINE if ok else row["run_status"]
-    elif not ok:
-      status = row["run_status"]
-    else:
-      runs = [row["val_bpb"]]
-      if not row["cached"]:  # a cached program is not judged again: nothing new was measured
+    run = pend.first_run or self._measure(pend, pend.trial_id, None, self.best)
+    if pend.baseline or run.run_status != Status.OK:
+      status = Status.BASELINE if pend.baseline and run.run_status == Status.OK else run.run_status
+      return self.ledger.append(dataclasses.replace(run, status=status))
+    runs, kept, margin, confirmed_by = [run.score], False, None, None
+    if not run.cached:  # a cached program is not judged again: nothing new was measured
+      kept, margin = self._judge(pend, runs)
+      if kept and self.config.confirm:
+        if pend.first_run is None:
+          pend = self._keep_first_run(pend, run)
+        confirms = [self._confirmation(pend, run, i) for i in range(1, self.config.confirm + 1)]
+        runs += [c.score for c in confirms if c.run_status == Status.OK]
         kept, margin = self._judge(pend, runs)
-        if kept and self.config.confirm:
-          if "first_run" not in pend:
-            pend["first_run"] = row
-            self._save()
-          confirms = [self._confirmation(pend, row, i) for i in range(1, self.config.confirm + 1)]
-          runs += [c["val_bpb"] for c in confirms if c["run_status"] == Status.OK]
-          kept, margin = self._judge(pend, runs)
-          kept = kept and len(runs) == 1 + len(confirms)   # a program that fails on another seed is not kept
-          extra["confirmed_by"] = [c["trial_id"] for c in confirms]
-        extra["keep_margin"] = margin
-      status = Status.KEEP if kept else Status.DISCARD
-      extra.update(mean_val_bpb=float(np.mean(runs)), n_runs=len(runs))
-    return self.ledger.append({**row, **extra, "status": status, "kept": kept})
+        kept = kept and len(runs) == 1 + len(confirms)   # a program that fails on another seed is not kept
+        confirmed_by = tuple(c.trial_id for c in confirms)
+    return self.ledger.append(dataclasses.replace(
+        run, status=Status.KEEP if kept else Status.DISCARD, kept=kept, confirmed_by=confirmed_by,
+        keep_margin=margin, mean_score=float(np.mean(runs)), n_runs=len(runs)))
 
-  def _count_run(self, rec: dict) -> None:
-    if not rec.get("cached"):
+  def _count_run(self, rec: TrialRecord) -> None:
+    if not rec.cached:
       self.executed += 1
-      self.elapsed_s += rec["finished_at"] - rec["started_at"]
+      self.elapsed_s += rec.finished_at - rec.started_at
 
-  def _learn(self, pend: dict, rec: dict) -> None:
-    chain = [rec] + [self._recorded(t, rec["digest"]) for t in rec.get("confirmed_by", [])]
+  def _learn(self, baseline: bool, rec: TrialRecord) -> None:
+    chain = [rec] + [self._recorded(t, rec.digest) for t in rec.confirmed_by or ()]
     self.absorbed += len(chain)
     for r in chain:
       self._count_run(r)
     if self._wall is not None:   # parallel workers: hours of the run, not the sum of overlapping trials
       self.elapsed_s = self._wall[1] + time.monotonic() - self._wall[0]
-    self.cached_in_a_row = self.cached_in_a_row + 1 if rec.get("cached") else 0
-    if pend["baseline"]:
-      if rec["run_status"] == Status.OK:
-        self.baseline_scores.append(rec["val_bpb"])
+    self.cached_in_a_row = self.cached_in_a_row + 1 if rec.cached else 0
+    if baseline:
+      if rec.run_status == Status.OK:
+        self.baseline_scores.append(rec.score)
       if len(self.baseline_scores) >= self.config.noise_repeats:
         self.best = rec
-    elif rec["kept"]:
+    elif rec.kept:
       self.best = rec
-      self.current = tree_lib.from_json(rec["program"])
+      self.current = rec.tree
     if self.best is not None:  # every run of the best's program counts, re-measurements included
       self.sigma = self.noise().sigma
-      self.best_score = float(np.mean(self.measurements()[self.best["digest"]]))
-    if not pend["baseline"]:
+      self.best_score = float(np.mean(self.measurements()[self.best.digest]))
+    if not baseline:
       outcome = self._outcome(rec)
       self.history.append(outcome)
       self.agent.observe(self.state(), outcome)
     self.pending = None
-    self.in_flight = [p for p in self.in_flight if p["trial_id"] != rec["trial_id"]]
+    self.in_flight = [p for p in self.in_flight if p.trial_id != rec.trial_id]
     self._save()
     if self.on_trial:
       self.on_trial(self, rec)
@@ -522,14 +490,14 @@ class SearchLoop:
       reason = f"exhausted: {MAX_CACHED_IN_A_ROW} proposals in a row were already measured"
     return reason
 
-  def _baseline_failed(self, rec: dict) -> str | None:
+  def _baseline_failed(self, rec: TrialRecord) -> str | None:
     """Counts the default program's failures in a row (in this process only: a resume after fixing the cause
     tries again); the stop reason once there are MAX_BASELINE_FAILURES."""
-    self._baseline_failures = self._baseline_failures + 1 if is_baseline(rec) and rec["status"] != Status.BASELINE else 0
+    self._baseline_failures = self._baseline_failures + 1 if is_baseline(rec) and rec.status != Status.BASELINE else 0
     if self._baseline_failures < MAX_BASELINE_FAILURES:
       return None
     return (f"{BASELINE_FAILED}: the default program failed {self._baseline_failures} times in a row "
-            f"(trial {rec['trial_id']} {rec['status']}: {error_line(rec) or 'no error text'})")
+            f"(trial {rec.trial_id} {rec.status}: {error_line(rec) or 'no error text'})")
 
   def run(self) -> str:
     """Run until the oracle (or exhaustion, or a baseline that keeps failing) stops the loop; returns the reason."""
@@ -554,17 +522,17 @@ class SearchLoop:
       room = min(room, self.oracle.max_experiments - self.executed - busy)
     return room
 
-  def fill(self, free: int) -> list[dict]:
+  def fill(self, free: int) -> list[Pending]:
     """Proposals for up to `free` idle workers, each saved in `in_flight` before it is returned.
 
     Baselines first (as many as still needed, in parallel); candidates once the noise is known. Fewer (or
     none) when the agent only finds programs in flight: the caller waits for a trial to end.
     """
-    new: list[dict] = []
+    new: list[Pending] = []
     if free <= 0:
       return new
     if self.best_score is None:
-      started = len(self.baseline_scores) + sum(p["baseline"] for p in self.in_flight)
+      started = len(self.baseline_scores) + sum(p.baseline for p in self.in_flight)
       for i in range(min(free, self.config.noise_repeats - started)):
         new.append(self._baseline(started + i))
         self.in_flight.append(new[-1])
@@ -580,18 +548,18 @@ class SearchLoop:
     lock = threading.Lock()   # held by whichever thread touches the loop's state; released while trials run
     evaluator, self.evaluator = self.evaluator, _Unlocked(self.evaluator, lock)
 
-    def trial(pend: dict) -> dict:
+    def trial(pend: Pending) -> TrialRecord:
       with lock:
         return self.complete(pend)
 
     pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="arrl-trial")
-    running: dict[concurrent.futures.Future, dict] = {}
+    running: dict[concurrent.futures.Future, Pending] = {}
     failed: str | None = None   # the baseline kept failing: start nothing more, let the rest finish
     lock.acquire()
     self._wall = (time.monotonic(), self.elapsed_s)
     try:
       if self.pending is not None:   # resumed from a one-worker run: its pending trial goes first
-        self.in_flight = [self.pending, *(p for p in self.in_flight if p["trial_id"] != self.pending["trial_id"])]
+        self.in_flight = [self.pending, *(p for p in self.in_flight if p.trial_id != self.pending.trial_id)]
         self.pending = None
         self._save()
       for pend in self.in_flight:    # resumed: the trials that were in flight

@@ -24,10 +24,11 @@ from arrl import tree as tree_lib
 from arrl.abort import AbortPolicy
 from arrl.agents import AGENTS, make_agent, run_dir_options
 from arrl.display import RunDisplay
+from arrl.io import write_json_atomic
 from arrl.keep import KeepRule
 from arrl.ledger import LEDGER_FILE, LedgerError
 from arrl.lock import RunDirLock
-from arrl.loop import BASELINE_FAILED, STATE_FILE, LoopConfig, LoopError, SearchLoop, write_json_atomic
+from arrl.loop import BASELINE_FAILED, STATE_FILE, LoopConfig, LoopError, SearchLoop
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
@@ -262,7 +263,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
 def final_report(loop: SearchLoop, reason: str) -> str:
   recs = loop.ledger.records()
   lines = ["---", f"stop_reason: {reason}", f"trials: {len(recs)}", f"executed: {loop.executed}",
-           f"kept: {sum(bool(r.get('kept')) for r in recs)}",
+           f"kept: {sum(r.kept for r in recs)}",
            f"best_val_bpb: {loop.best_score:.6f}" if loop.best_score is not None else "best_val_bpb: nan",
            f"sigma: {loop.noise().describe()}", f"keep_rule: {KeepRule(loop.config.false_keep).describe()}",
            f"confirm_runs: {loop.config.confirm}", f"hours: {loop.elapsed_s / 3600:.3f}",

@@ -28,7 +28,7 @@ import sys
 from types import ModuleType
 from typing import Iterable, Iterator, Sequence
 
-from arrl.loop import write_json_atomic
+from arrl.io import write_json_atomic
 
 ENTRY_POINT_GROUP = "arrl.plugins"
 PLUGINS_FILE = "plugins.json"

@@ -33,8 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from arrl.agents.base import Outcome, SearchState
+from arrl.io import write_json_atomic
 from arrl.keep import NoiseModel
-from arrl.loop import MAX_CACHED_IN_A_ROW, write_json_atomic
+from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, save_pretrained

@@ -29,8 +29,9 @@ from typing import Any, Callable
 
 from arrl import tree as tree_lib
 from arrl.agents import make_agent, run_dir_options
+from arrl.io import write_json_atomic
 from arrl.lock import RunDirLock
-from arrl.loop import EvalResult, LoopConfig, SearchLoop, write_json_atomic
+from arrl.loop import EvalResult, LoopConfig, SearchLoop
 from arrl.oracle import Oracle
 from arrl.space import Space
 from arrl.trial import EvalContext, Status
@@ -200,8 +201,7 @@ def search(space: Space | dict, objective: Callable[[dict], float], agent: str =
                       LoopConfig(noise_repeats=noise_repeats, false_keep=false_keep, confirm=confirm,
                                  durable=tmp is None), workers=workers)
     reason = loop.run()
-    trials = [Trial(trial_id=r["trial_id"], params=sp.to_params(tree_lib.from_json(r["program"])),
-                    score=r.get("val_bpb"), status=r["status"], cached=bool(r.get("cached")))
+    trials = [Trial(trial_id=r.trial_id, params=sp.to_params(r.tree), score=r.score, status=r.status, cached=r.cached)
               for r in loop.ledger.records()]
   finally:
     if tmp is not None:

@@ -104,6 +104,11 @@ def make_loop(run_dir: str, preset: str, budget_s: float, compile_cap_s: float, 
                     Oracle(patience=None), dataclasses.replace(config, remeasure=True))
 
 
+def rows(loop: SearchLoop) -> list[dict]:
+  """The loop's ledger rows, as written to trials.jsonl."""
+  return [r.to_dict() for r in loop.ledger.records()]
+
+
 def candidates(records: list[dict]) -> list[dict]:
   """The A/A candidates' rows (baselines and confirmation runs left out)."""
   return [r for r in records if r["status"] != "baseline" and not r.get("confirms")]
@@ -145,7 +150,7 @@ def _mean(xs: list[Any]) -> float | None:
 
 
 def summarize(loop: SearchLoop, share: float, seed: int, load_avg: dict[str, list[float]]) -> dict[str, Any]:
-  recs = loop.ledger.records()
+  recs = rows(loop)
   cands = candidates(recs)
   baselines = [r["val_bpb"] for r in recs if r["status"] == "baseline"]
   kept = sum(r["status"] == "keep" for r in cands)
@@ -212,7 +217,7 @@ def markdown(s: dict[str, Any], title: str) -> str:
 
 def run_check(loop: SearchLoop, trials: int, report: Callable[[], None]) -> None:
   """Steps the loop until `trials` A/A candidates are decided or RUN_DIR/STOP exists, reporting after every run."""
-  while len(candidates(loop.ledger.records())) < trials and not os.path.exists(os.path.join(loop.run_dir, STOP_FILE)):
+  while len(candidates(rows(loop))) < trials and not os.path.exists(os.path.join(loop.run_dir, STOP_FILE)):
     loop.step()
     report()
 

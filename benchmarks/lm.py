@@ -77,8 +77,9 @@ def best_so_far(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 def would_abort(record: dict[str, Any], by_id: dict[str, dict], policy: AbortPolicy) -> float | None:
   """The budget fraction at which `policy` would have stopped this trial, or None."""
-  ref = AbortReference.from_context(EvalContext.from_record(by_id.get(record.get("parent") or ""),
-                                                           record.get("sigma") or 0.0))
+  best = by_id.get(record.get("parent") or "") or {}
+  ref = AbortReference.from_context(EvalContext.against(best.get("val_bpb"), best.get("loss_curve"),
+                                                        record.get("sigma") or 0.0))
   if ref is None or record.get("status") in ("baseline", "confirm"):   # the loop never aborts these
     return None
   watcher = AbortWatcher(policy, ref)

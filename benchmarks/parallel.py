@@ -40,6 +40,7 @@ from arrl.oracle import Oracle
 from arrl.parallel import Slot, SlotExecutor
 from arrl.runner import TrialJob, WorkerLimits
 from arrl.search import CallableEvaluator
+from arrl.trial import TrialRecord
 from benchmarks.nas import VARIANTS
 from benchmarks.report import machine
 
@@ -113,7 +114,7 @@ def throughput(kind: str, workers: list[int], sleep_s: float, rounds: int) -> li
   return points
 
 
-def simulate(bench: Any, agent: str, seed: int, workers: int, queries: int) -> list[dict]:
+def simulate(bench: Any, agent: str, seed: int, workers: int, queries: int) -> list[TrialRecord]:
   """One asynchronous search on the simulated clock; the queried parameters in completion order."""
   durations = np.random.default_rng([seed, workers])
   name, options = VARIANTS.get(agent, (agent, {}))
@@ -130,11 +131,10 @@ def simulate(bench: Any, agent: str, seed: int, workers: int, queries: int) -> l
         break
       clock, _, pend = heapq.heappop(heap)
       loop.complete(pend)
-    return [r for r in loop.ledger.records() if not r["cached"]]
+    return [r for r in loop.ledger.records() if not r.cached]
 
 
 def async_efficiency(agents: list[str], workers: list[int], seeds: int, queries: int) -> dict:
-  from arrl import tree as tree_lib
   from benchmarks.nas import regret_curves
   from benchmarks.nasbench_graph import NasBenchGraph
   from benchmarks.stats import mean_ci
@@ -147,7 +147,7 @@ def async_efficiency(agents: list[str], workers: list[int], seeds: int, queries:
       test_SxN, valid_SxN, t0 = [], [], time.perf_counter()
       for seed in range(seeds):
         recs = simulate(bench, agent, seed, n, queries)
-        queried = [bench.record(bench.space.to_params(tree_lib.from_json(r["program"]))) for r in recs]
+        queried = [bench.record(bench.space.to_params(r.tree)) for r in recs]
         test_N, valid_N = regret_curves(bench, queried, queries)
         test_SxN.append(test_N)
         valid_SxN.append(valid_N)

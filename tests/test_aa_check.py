@@ -31,7 +31,7 @@ def test_aa_check_runs_the_loop_on_the_same_program_and_reports_both_rules(tmp_p
                             env_digest="test")
   reports = []
   aa_check.run_check(loop, 20, lambda: reports.append(len(loop.ledger)))
-  recs = loop.ledger.records()
+  recs = aa_check.rows(loop)
   cands = aa_check.candidates(recs)
   assert len(cands) == 20 and len({r["digest"] for r in recs}) == 1 and reports[-1] == len(recs)
   assert sorted(s for _, s, _ in fake.seen) == list(range(len(recs)))      # every run on its own seed

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from arrl.abort import AbortPolicy, AbortReference, AbortWatcher, fit_power_law, smooth
-from arrl.trial import EvalContext
+from arrl.tree import Node
+from arrl.trial import EvalContext, Status, TrialRecord
 
 P = np.linspace(0.002, 1.0, 500)
 
@@ -119,12 +120,16 @@ def test_watcher_without_reference_or_disabled_never_stops():
     assert watcher.record is None and len(watcher.curve) == len(worse)
 
 
+def best(score, loss_curve=()):
+  return TrialRecord(trial_id="000003", status=Status.KEEP, tree=Node("params", "flat"), digest="d",
+                     run_status=Status.OK, score=score, kept=True, metrics={"loss_curve": list(loss_curve)})
+
+
 def test_reference_from_a_best_record():
-  good = {"val_bpb": 0.99, "loss_curve": curve().tolist()}
+  good = best(0.99, curve().tolist())
   ref = AbortReference.from_context(EvalContext.from_record(good, sigma=0.001))
   assert ref.val_bpb == 0.99 and ref.sigma_bpb == 0.001 and ref.final_loss == pytest.approx(5.0, abs=0.05)
-  for record in (None, {"val_bpb": None, "loss_curve": good["loss_curve"]}, {"val_bpb": float("nan")},
-                 {"val_bpb": 0.99, "loss_curve": []}):
+  for record in (None, best(None, curve().tolist()), best(float("nan")), best(0.99)):
     assert AbortReference.from_context(EvalContext.from_record(record, 0.001)) is None
 
 

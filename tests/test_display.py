@@ -12,8 +12,10 @@ from arrl.display import RunDisplay
 from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import nanochat_space
 from arrl.runner import TrialResult
-from arrl.trial import EvalContext
+from arrl.tree import Node
+from arrl.trial import EvalContext, Pending, Status, TrialRecord
 
+TREE = Node("params", "flat")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ABORT_RECORD = {"fraction": 0.3, "stop": False, "predicted_val_bpb": 1.7312, "best_val_bpb": 1.7011}
 
@@ -32,8 +34,8 @@ class FakeWatcher:
 
 
 def fake_loop(**kw):
-  base = dict(best_score=1.7011, sigma=0.0021, executed=4, elapsed_s=7200.0,
-              pending={"trial_id": "000004", "description": "matrix_lr: 0.04 -> 0.05"})
+  base = dict(best_score=1.7011, sigma=0.0021, executed=4, elapsed_s=7200.0, in_flight=[],
+              pending=Pending(trial_id="000004", baseline=False, tree=TREE, description="matrix_lr: 0.04 -> 0.05"))
   return types.SimpleNamespace(**{**base, **kw})
 
 
@@ -41,8 +43,9 @@ def event(p, step):
   return {"type": "progress", "t": 30 * p, "progress": p, "loss": 6.5 - p, "step": step, "tok_s": 1020.0, "mfu": 3.14}
 
 
-def record(trial_id="000004", status="discard", val_bpb=1.7105):
-  return {"trial_id": trial_id, "status": status, "val_bpb": val_bpb, "description": "mlp: relu2 -> [swiglu]"}
+def record(trial_id="000004", status="discard", score=1.7105):
+  return TrialRecord(trial_id=trial_id, status=Status(status), tree=TREE, digest="d", run_status=Status.OK, score=score,
+                     description="mlp: relu2 -> [swiglu]")
 
 
 def test_live_panel_on_a_terminal_shows_the_trial_in_flight():
@@ -71,8 +74,9 @@ def test_live_panel_on_a_terminal_shows_the_trial_in_flight():
 def test_live_panel_shows_every_trial_in_flight_with_parallel_workers():
   out = io.StringIO()
   display = RunDisplay(max_experiments=10, max_hours=None, console=Console(file=out, force_terminal=True, width=200))
-  display.attach(fake_loop(pending=None, in_flight=[{"trial_id": "000005", "description": "depth: 4 -> 6"},
-                                                    {"trial_id": "000006", "description": "mlp: relu2 -> [gelu]"}]))
+  display.attach(fake_loop(pending=None, in_flight=[
+      Pending(trial_id="000005", baseline=False, tree=TREE, description="depth: 4 -> 6"),
+      Pending(trial_id="000006", baseline=False, tree=TREE, description="mlp: relu2 -> [gelu]")]))
   first, second = display.monitor("000005", FakeWatcher()), display.monitor("000006", FakeWatcher())
   first.observe(event(0.1, 1))
   second.observe(event(0.3, 7))
@@ -106,7 +110,7 @@ def test_non_terminal_output_is_the_periodic_lines_and_the_trial_line_only():
 
 def test_display_errors_are_reported_once_and_never_reach_the_loop():
   class Broken:
-    executed, elapsed_s, sigma, pending = 1, 10.0, 0.001, None
+    executed, elapsed_s, sigma, pending, in_flight = 1, 10.0, 0.001, None, ()
 
     @property
     def best_score(self):
@@ -137,7 +141,7 @@ def test_evaluator_chains_the_display_on_the_abort_watcher(tmp_path):
 
   out = io.StringIO()
   display = RunDisplay(None, None, console=Console(file=out, force_terminal=False, width=300))
-  display.attach(fake_loop(pending={"trial_id": "000007", "description": "depth: 2 -> 3"}))
+  display.attach(fake_loop(pending=Pending(trial_id="000007", baseline=False, tree=TREE, description="depth: 2 -> 3")))
   space = nanochat_space("tiny")
   evaluator = NanochatEvaluator(executor=FakeExecutor(), preset="tiny", budget_s=30.0, compile_cap_s=10.0,
                                 env_digest="x", run_dir=str(tmp_path), abort=AbortPolicy(), watch=display.monitor)

@@ -96,8 +96,8 @@ def test_stop_file_and_results_tsv(tmp_path):
   assert lines[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
   rows = [line.split("\t") for line in lines[1:]]
   assert rows[0][0] == "000000" and rows[0][3] == "keep" and rows[0][4] == "baseline"
-  assert [r[0] for r in rows[1:]] == [r["trial_id"] for r in loop.ledger.records()[1:]]
-  assert float(rows[-1][1]) == pytest.approx(loop.ledger.records()[-1]["val_bpb"])
+  assert [r[0] for r in rows[1:]] == [r.trial_id for r in loop.ledger.records()[1:]]
+  assert float(rows[-1][1]) == pytest.approx(loop.ledger.records()[-1].score)
   assert rows[-1][0] == "000001" and rows[-1][3] in ("keep", "discard") and ": 0 -> " in rows[-1][4]
   # This improvement passed the keep test, so a confirmation run (its own row) came before the decision.
   assert rows[1:-1] == [["000001-c1", rows[-1][1], "0.0", "confirm", f"confirms 000001: {rows[-1][4]}"]]
@@ -143,25 +143,25 @@ def test_candidates_that_pass_are_confirmed_on_new_seeds_and_kept_by_their_mean(
   loop = _noisy_loop(tmp_path, ev)
   loop.run()
   recs = loop.ledger.records()
-  by_id = {r["trial_id"]: r for r in recs}
-  keeps = [r for r in recs if r["status"] == "keep"]
-  assert keeps and all(r["confirmed_by"] == [f"{r['trial_id']}-c1", f"{r['trial_id']}-c2"] for r in keeps)
+  by_id = {r.trial_id: r for r in recs}
+  keeps = [r for r in recs if r.status == "keep"]
+  assert keeps and all(r.confirmed_by == (f"{r.trial_id}-c1", f"{r.trial_id}-c2") for r in keeps)
   for r in keeps:
-    runs = [r] + [by_id[c] for c in r["confirmed_by"]]
-    assert [c["replicate"] for c in runs] == [r["replicate"], r["replicate"] + 1, r["replicate"] + 2]
-    assert all(c["status"] == "confirm" and c["confirms"] == r["trial_id"] for c in runs[1:])
-    assert r["n_runs"] == 3 and r["mean_val_bpb"] == pytest.approx(sum(c["val_bpb"] for c in runs) / 3)
+    runs = [r] + [by_id[c] for c in r.confirmed_by]
+    assert [c.replicate for c in runs] == [r.replicate, r.replicate + 1, r.replicate + 2]
+    assert all(c.status == "confirm" and c.confirms == r.trial_id for c in runs[1:])
+    assert r.n_runs == 3 and r.mean_score == pytest.approx(sum(c.score for c in runs) / 3)
     assert recs.index(r) > max(recs.index(c) for c in runs[1:])   # the decision is appended last
   assert len({c[1:3] for c in ev.calls}) == len(ev.calls)          # no (program, seed) ran twice
   assert not any(best for tid, _, _, best in ev.calls if "-c" in tid)   # confirmations are not early-aborted
-  assert all(r["num_steps"] == 10 and r["training_seconds"] == 1.0 for r in recs)
+  assert all(r.metrics["num_steps"] == 10 and r.metrics["training_seconds"] == 1.0 for r in recs)
   # What the agent saw: one outcome per candidate, scored by the mean of its runs.
   seen = {o.trial_id: o for o in loop.history}
-  assert not any("-c" in t for t in seen) and all(seen[r["trial_id"]].score == r["mean_val_bpb"] for r in keeps)
-  best_runs = [r["val_bpb"] for r in recs if r["digest"] == loop.best["digest"]]
-  assert loop.best["trial_id"] == keeps[-1]["trial_id"] and loop.best_score == pytest.approx(sum(best_runs) / 3)
+  assert not any("-c" in t for t in seen) and all(seen[r.trial_id].score == r.mean_score for r in keeps)
+  best_runs = [r.score for r in recs if r.digest == loop.best.digest]
+  assert loop.best.trial_id == keeps[-1].trial_id and loop.best_score == pytest.approx(sum(best_runs) / 3)
   # sigma pools the baselines (3 runs: 2 dof) and every confirmed candidate (1 + 2 runs: 2 dof each).
-  assert loop.executed == 30 and loop.noise().dof == 2 + sum(len(r.get("confirmed_by", ())) for r in recs)
+  assert loop.executed == 30 and loop.noise().dof == 2 + sum(len(r.confirmed_by or ()) for r in recs)
 
 
 def _crash_after_append(loop, status):
@@ -169,8 +169,8 @@ def _crash_after_append(loop, status):
 
   def append_then_die(rec):
     out = append(rec)
-    if rec["status"] == status:
-      raise Killed(rec["trial_id"])
+    if rec.status == status:
+      raise Killed(rec.trial_id)
     return out
   loop.ledger.append = append_then_die
 
@@ -215,3 +215,22 @@ def test_a_pending_first_run_of_another_trial_is_one_line(tmp_path):
   with pytest.raises(ValueError, match="first_run is not a run of trial") as e:
     _noisy_loop(tmp_path / "run", NoisyEvaluator(space))
   assert "\n" not in str(e.value) and "state.json" in str(e.value)
+
+
+def test_a_run_keeps_its_trees_as_nodes(tmp_path, monkeypatch):
+  # The loop passes typed records: a tree is decoded from JSON only when a run directory is read back (a
+  # 20-trial run decoded 55 before, ~3 per trial), here once per ledger line and per program in state.json.
+  def refuse(text):
+    raise AssertionError("a tree was decoded from JSON during the run")
+  monkeypatch.setattr(tree_lib, "from_json", refuse)
+  loop = _noisy_loop(tmp_path, NoisyEvaluator(Space.from_dict(SPACE)), n=20)
+  assert loop.run() == "max-experiments" and any(r.confirms for r in loop.ledger.records())
+  monkeypatch.undo()
+  decode, decoded = tree_lib.from_json, []
+  monkeypatch.setattr(tree_lib, "from_json", lambda text: decoded.append(text) or decode(text))
+  _noisy_loop(tmp_path, NoisyEvaluator(Space.from_dict(SPACE)), n=20)
+  state = json.load(open(tmp_path / "state.json"))
+  programs = [state["current"], *(p for p, _ in state["agent"]["population"])]   # evolution's own state
+  lines = [json.loads(line) for line in open(tmp_path / "trials.jsonl")]
+  programs += [p for r in lines for p in (r["program"], r["parent_program"]) if p is not None]
+  assert sorted(decoded) == sorted(programs)

@@ -10,9 +10,11 @@ import pytest
 from arrl import main as arrl_main
 from arrl import plugins, report
 from arrl import tree as tree_lib
-from arrl.agents import make_agent
-from arrl.agents.base import SearchState
+from arrl import nanochat_space as nanochat_space_lib
+from arrl.agents import AGENTS, make_agent
+from arrl.loop import EvalResult, LoopConfig, SearchLoop
 from arrl.nanochat_space import nanochat_space, scoped_registries, to_program
+from arrl.oracle import Oracle
 from nanochat_jax import model as nc_model
 from nanochat_jax.env import get_preset
 
@@ -115,17 +117,33 @@ def test_installed_packages_plugins_come_from_the_entry_point_group(tmp_path, mo
     plugins.load_run_plugins([EXAMPLE], str(run_dir))
 
 
-def test_an_agent_proposes_the_plugins_variants_unprompted(fresh_registries):
-  # tpe starts with random samples of the whole space: the plugin's variants come up among them without any
-  # change to the agent (--initial is what makes every trial use them in the end-to-end test above).
+class DigestScore:
+  """A toy evaluator (no training): a program's score is a fixed function of its digest."""
+  env_digest = "toy"
+
+  def evaluate(self, tree, trial_id, context, replicate=0):
+    return EvalResult(status="ok", score=1.0 + int(tree_lib.digest(tree)[:6], 16) / 2**26)
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_every_agent_proposes_the_plugins_variants_unprompted(tmp_path, fresh_registries, agent):
+  # The agents need no change to use a new variant: each finds the example plugin's in a short search of the
+  # nanochat space, started from the preset's program (relu2, rmsnorm). The preset's hyperparameter knobs are
+  # switched off for it (unregistered inside the test's scope), so the first program has 19 legal edits (the
+  # MLP and norm variants, the MLP width, the window pattern), 2 of them to a plugin variant, and a short
+  # search suffices.
   plugins.load(EXAMPLE)
+  for knob in list(nanochat_space_lib._KNOBS):
+    nanochat_space_lib._KNOBS.unregister(knob)
   space = nanochat_space(get_preset("tiny"))
-  agent = make_agent("tpe", seed=0)
-  state = SearchState(space=space, current=space.default(), best_score=None, sigma=0.0, history=[], budget_used=0.0)
-  seen = set()
-  for _ in range(40):
-    cfg = to_program(agent.propose(state).tree).model
-    seen |= {cfg.mlp, cfg.norm} & {"silu", "dyt"}
-    if seen == {"silu", "dyt"}:
-      break
-  assert seen == {"silu", "dyt"}
+  assert sum(to_program(space.apply(space.default(), e)).model.mlp == "silu" or
+             to_program(space.apply(space.default(), e)).model.norm == "dyt"
+             for e in space.legal_edits(space.default())) == 2
+  loop = SearchLoop(space, DigestScore(), make_agent(agent, seed=0), str(tmp_path),
+                    Oracle(max_experiments=40, patience=None), LoopConfig(noise_repeats=1, confirm=0, durable=False))
+  models = []
+  plugin_variants = lambda: {"silu", "dyt"} & {v for m in models for v in (m.mlp, m.norm)}
+  while loop.stop_reason() is None and not plugin_variants():
+    models.append(to_program(loop.step().tree).model)
+  assert plugin_variants(), f"{agent} proposed no plugin variant in {len(models)} trials"
+  assert (models[0].mlp, models[0].norm) == ("relu2", "rmsnorm")   # the baseline: the preset's program

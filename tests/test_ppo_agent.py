@@ -165,7 +165,7 @@ def test_state_dict_restore_gives_the_identical_next_proposals(tmp_path, orbax):
   saved = json.loads(json.dumps(agent.state_dict()))
   assert ("packed" in saved["weights"]) != orbax
   if orbax:
-    assert saved["weights"] == {"orbax_step": 1} and len(json.dumps(saved)) < 200_000
+    assert saved["weights"] == {"orbax_step": 1, "orbax_base": 0} and len(json.dumps(saved)) < 200_000
   twin, twin_sim = PPOAgent(seed=4, ckpt_dir=ckpt), copy.deepcopy(sim)
   twin.load_state_dict(saved)
   out = sim.finish(prop)
@@ -208,6 +208,22 @@ def test_loop_restart_continues_exactly_as_an_uninterrupted_run(tmp_path):
   resumed = run(str(tmp_path / "b"), Objective())
   assert [t.params for t in resumed.trials] == [t.params for t in straight.trials]
   assert len(straight.trials) >= 14
+
+
+def test_a_state_rebuilt_from_the_ledger_numbers_its_checkpoints_after_the_old_ones(tmp_path, capsys):
+  # The rebuilt agent starts again at 0 updates. Numbered from 1 again, its checkpoint fell below the 3 kept
+  # ones (2-4), the store's rotation deleted it at once, and state.json named a step that was gone.
+  run_dir, ckpt = str(tmp_path), tmp_path / "ppo"
+  run = lambda n: search(SPACE_SPEC, cost, agent="ppo", max_trials=n, seed=0, run_dir=run_dir)
+  steps = lambda: sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+  run(33)   # 32 outcomes observed: 4 updates of 8
+  assert steps() == [2, 3, 4]
+  os.remove(tmp_path / "state.json")
+  run(41)
+  assert "rebuilding the search state" in capsys.readouterr().err
+  weights = json.load(open(tmp_path / "state.json"))["agent"]["weights"]
+  assert steps() == [3, 4, 5] and weights == {"orbax_step": 5, "orbax_base": 4}
+  assert len(run(41).trials) >= 41   # resumes from it
 
 
 def test_init_from_warm_starts_the_network(tmp_path):

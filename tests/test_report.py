@@ -8,6 +8,7 @@ from arrl import report
 from arrl import tree as tree_lib
 from arrl.ledger import Ledger
 from arrl.nanochat_space import nanochat_space
+from arrl.trial import Status, TrialRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -41,10 +42,11 @@ def write_run(run_dir, scores=None):
     start = 1000.0 + 100 * i
     if scores is not None and val is not None:
       val = scores[i]
-    ledger.append({"trial_id": f"{i:06d}", "status": status, "val_bpb": val, "kept": status == "keep",
-                   "program": tree_lib.to_json(tree), "digest": tree_lib.digest(tree), "description": desc,
-                   "cached": cached, "started_at": start, "finished_at": start + (0 if cached else 60),
-                   "training_seconds": None if cached else 30.0, "compile_seconds": None if cached else 10.0})
+    ledger.append(TrialRecord(
+        trial_id=f"{i:06d}", status=Status(status), tree=tree, digest=tree_lib.digest(tree),
+        run_status=Status.OK if val is not None else Status(status), score=val, kept=status == "keep",
+        description=desc, cached=cached, started_at=start, finished_at=start + (0 if cached else 60),
+        metrics={} if cached else {"training_seconds": 30.0, "compile_seconds": 10.0}))
   return str(run_dir)
 
 

@@ -15,7 +15,7 @@ import arrl.search
 from arrl import main as arrl_main
 from arrl.agents import make_agent
 from arrl.grammar import Choice, Grammar
-from arrl.ledger import Ledger
+from arrl.ledger import Ledger, LedgerError
 from arrl.lock import RunDirBusy, RunDirLock
 from arrl.loop import EvalResult, LoopConfig, LoopError, SearchLoop
 from arrl.nanochat_space import export_script, nanochat_space, register_mlp_variant
@@ -155,7 +155,7 @@ def test_an_agent_state_holding_programs_off_the_space_stops_at_the_proposal(tmp
   loop = toy_loop(tmp_path, n=8, agent="evolution")
   with pytest.raises(LoopError, match="agent evolution cannot propose a program on the space") as e:
     loop.step()
-  trials = [r for r in loop.ledger.records() if not r.get("confirms")]   # confirmation rows left out
+  trials = [r for r in loop.ledger.records() if not r.confirms]   # confirmation rows left out
   assert "state.json" in one_line(str(e.value)) and len(trials) == len(population) + 1
 
 
@@ -166,7 +166,7 @@ def test_a_ledger_record_without_a_loop_field_is_one_line_naming_the_ledger(tmp_
   rec = json.loads(lines[-1])
   del rec[drop]
   (tmp_path / "trials.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(rec)]) + "\n")
-  with pytest.raises(ValueError, match=f"trials.jsonl: trial {rec['trial_id']}: field '{drop}' is missing") as e:
+  with pytest.raises(LedgerError, match=f"trials.jsonl: trial {rec['trial_id']}: field '{drop}' is missing") as e:
     toy_loop(tmp_path, n=8)
   one_line(str(e.value))
 
@@ -185,11 +185,11 @@ def test_a_torn_last_record_is_moved_aside_its_id_never_reused_and_counts_stay_c
   assert f"moved it to {path}.torn-" in err and f"trial {torn_id} is lost and its id is not reused" in err
   assert "rebuilding the search state" in err
   recs = loop.ledger.records()
-  assert loop.executed == sum(not r["cached"] for r in recs)
+  assert loop.executed == sum(not r.cached for r in recs)
   assert loop.best is None or loop.best in recs
   loop.run()
   assert torn_id not in ids(tmp_path) and len(set(ids(tmp_path))) == len(ids(tmp_path))
-  assert loop.executed == sum(not r["cached"] for r in loop.ledger.records()) == 8
+  assert loop.executed == sum(not r.cached for r in loop.ledger.records()) == 8
 
 
 def test_a_torn_pending_record_reruns_under_a_fresh_id(tmp_path, capsys):
@@ -197,13 +197,13 @@ def test_a_torn_pending_record_reruns_under_a_fresh_id(tmp_path, capsys):
   loop.run()
   loop.pending = loop._propose()
   loop._save()
-  torn_id = loop.pending["trial_id"]
+  torn_id = loop.pending.trial_id
   with open(tmp_path / "trials.jsonl", "a") as f:
     f.write(f'{{"trial_id":"{torn_id}","status":"disc')   # killed mid-append
   loop = toy_loop(tmp_path, n=4)
   assert "is lost and its id is not reused" in capsys.readouterr().err
-  fresh = loop.pending["trial_id"]
-  assert fresh > torn_id and loop.step()["trial_id"] == fresh
+  fresh = loop.pending.trial_id
+  assert fresh > torn_id and loop.step().trial_id == fresh
   assert torn_id not in ids(tmp_path)
 
 
@@ -213,12 +213,12 @@ def test_a_torn_pending_record_reruns_under_a_fresh_id(tmp_path, capsys):
 def test_a_deleted_state_is_rebuilt_from_the_ledger(tmp_path, capsys, agent):
   before = toy_loop(tmp_path, n=12, agent=agent)
   before.run()
-  want = (before.best_score, before.best["trial_id"], to_json(before.current), before.executed, before.sigma,
+  want = (before.best_score, before.best.trial_id, to_json(before.current), before.executed, before.sigma,
           before.baseline_scores, [o.trial_id for o in before.history], before.elapsed_s)
   os.remove(tmp_path / "state.json")
   after = toy_loop(tmp_path, n=16, agent=agent)
   assert "state.json is missing; rebuilding the search state from" in capsys.readouterr().err
-  got = (after.best_score, after.best["trial_id"], to_json(after.current), after.executed, after.sigma,
+  got = (after.best_score, after.best.trial_id, to_json(after.current), after.executed, after.sigma,
          after.baseline_scores, [o.trial_id for o in after.history], after.elapsed_s)
   assert got[:7] == want[:7] and got[7] == pytest.approx(want[7])
   assert after.run() == "max-experiments" and len(ids(tmp_path)) == len(set(ids(tmp_path))) >= 16
@@ -246,9 +246,9 @@ def test_a_run_dir_written_before_the_typed_trial_record_resumes(tmp_path, capsy
   loop = SearchLoop(space, CallableEvaluator(space, objective, "4e1fc5b19294159b"), make_agent("evolution", seed=3),
                     str(tmp_path), Oracle(max_experiments=8, patience=None), LoopConfig(noise_repeats=2, confirm=1))
   assert ("rebuilding the search state from" in capsys.readouterr().err) != with_state
-  assert (loop.best["trial_id"], loop.best_score, loop.baseline_scores, loop.executed) == ("000003", 3.0, [14.0] * 2, 5)
+  assert (loop.best.trial_id, loop.best_score, loop.baseline_scores, loop.executed) == ("000003", 3.0, [14.0] * 2, 5)
   assert [(o.trial_id, o.status, o.score) for o in loop.history] == [("000002", "discard", 23.0), ("000003", "keep", 3.0)]
-  assert [r["status"] for r in loop.ledger.records()] == ["baseline", "baseline", "discard", "confirm", "keep"]
+  assert [r.status for r in loop.ledger.records()] == ["baseline", "baseline", "discard", "confirm", "keep"]
   assert loop.run() == "max-experiments" and loop.executed >= 8
   assert (tmp_path / "trials.jsonl").read_bytes().startswith(old)   # the old records are never rewritten
   assert len(ids(tmp_path)) == len(set(ids(tmp_path))) and min(ids(tmp_path)[5:]) >= "000004"

@@ -65,7 +65,7 @@ def test_ppo_with_a_run_dir_checkpoints_beside_the_ledger_and_resumes(tmp_path):
   res = arrl.search.search(SPACE, objective, agent="ppo", max_trials=9, seed=0, run_dir=run_dir)
   with open(tmp_path / "run" / "state.json") as f:
     weights = json.load(f)["agent"]["weights"]
-  assert weights == {"orbax_step": 1}  # the network after the update at trial 8, not base64 inside state.json
+  assert weights == {"orbax_step": 1, "orbax_base": 0}  # the network after the update at trial 8, not base64 in state.json
   assert (tmp_path / "run" / "ppo").is_dir()
   again = arrl.search.search(SPACE, objective, agent="ppo", max_trials=9, seed=0, run_dir=run_dir)
   assert [t.params for t in again.trials] == [t.params for t in res.trials]  # resumed: nothing new to run

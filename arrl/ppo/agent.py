@@ -8,7 +8,8 @@ flat: PPOAgent(seed=1, d_model=32, update_every=16, reward_clip=3.0).
 
 Persistence. `state_dict()` is JSON: sampling RNG, update RNG key, counters, the transitions since the last
 update and those still pending (proposed, not yet observed), plus the network: with `ckpt_dir`, an orbax
-step number (parameters, optimizer state, RNG key and the batch are saved there at every update); without,
+step number (parameters, optimizer state, RNG key and the batch are saved there at every update, numbered after
+any steps already in the directory, e.g. those of a run whose state was rebuilt from its ledger); without,
 the parameters and optimizer state themselves as base64 text. Restoring it gives the identical next
 proposal. `init_from` is where the network starts: "pretrained" (the default) the meta-trained network shipped
 in arrl/ppo/pretrained (`python -m arrl.pretrain`), None or "none" a fresh random one (from scratch), a directory
@@ -100,6 +101,9 @@ class PPOAgent:
       self.key = np.asarray(jax.random.PRNGKey(seed + 1), np.uint32)
     self.rng = np.random.default_rng(seed)
     self.store = OrbaxStore(ckpt_dir) if ckpt_dir else None
+    # Update u is checkpoint step step_base + u. A fresh agent numbers after the steps already there (a state
+    # rebuilt from the ledger starts again at 0 updates): below them, the store's rotation would drop its newest.
+    self.step_base = self.store.latest_step() if self.store is not None else 0
     self.proposed = 0                             # proposals made (their ids)
     self.updates = 0
     self.pending: dict[int, Transition] = {}      # proposal id -> transition awaiting its reward
@@ -179,7 +183,7 @@ class PPOAgent:
     self.updates += 1
     self._weights = None
     if self.store is not None:
-      self.store.save(self.updates, {"params": self.params, "opt_state": self.opt_state, "key": self.key,
+      self.store.save(self.step_base + self.updates, {"params": self.params, "opt_state": self.opt_state, "key": self.key,
                                      "rng": np.frombuffer(json.dumps(rng_state(self.rng)).encode(), np.uint8),
                                      "batch": batch})
 
@@ -201,7 +205,7 @@ class PPOAgent:
 
   def state_dict(self) -> dict:
     if self.store is not None:
-      weights = {"orbax_step": self.updates if self.updates else None}
+      weights = {"orbax_step": self.step_base + self.updates if self.updates else None, "orbax_base": self.step_base}
     else:
       if self._weights is None:
         self._weights = pack({"params": self.params, "opt_state": self.opt_state})
@@ -228,6 +232,8 @@ class PPOAgent:
       restored = self.store.restore(weights["orbax_step"], template)
     else:
       restored = template  # saved before the first update: the freshly built network is the same one
+    if "orbax_step" in weights:   # states written before orbax_base numbered the steps from 0
+      self.step_base = weights.get("orbax_base", 0)
     self.params, self.opt_state = self._to_device(restored["params"]), self._to_device(restored["opt_state"])
     set_rng_state(self.rng, d["rng"])
     self.key = np.asarray(d["key"], np.uint32)

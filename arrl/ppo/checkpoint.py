@@ -57,6 +57,10 @@ class OrbaxStore:
     self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=False))
 
+  def latest_step(self) -> int:
+    """The newest step stored (0 when there is none)."""
+    return max(self.manager.all_steps(), default=0)
+
   def save(self, step: int, items: dict[str, Any]) -> None:
     """Saves {name: pytree} as step `step`, replacing a step of that number (a re-done update on resume)."""
     if step in self.manager.all_steps():
