@@ -12,6 +12,7 @@ replacement (the usual NAS baseline; arrl's `random` agent is a random *edit* of
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -28,7 +29,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppo-scratch": ("ppo", {"init_from": "none"}),           # no meta-training: a fresh network, within-run PPO
     "ppo-frozen": ("ppo", {"update_every": 0}),              # the pretrained network, no within-run updates
     "tpe-noliar": ("tpe", {"constant_liar": False}),         # parallel workers: programs in flight ignored
+    "ppo-fresh-frozen": ("ppo", {"init_from": "none", "update_every": 0}),  # a fresh network, never updated
 }
+
+
+def init_variants(items: list[str], error: Callable[[str], Any]) -> dict[str, dict[str, Any]]:
+  """`--init NAME=DIR` flags -> {NAME: ppo options starting from the network of `arrl.pretrain --ship-to DIR`};
+  a malformed item or a DIR without params.npz goes to `error` (argparse's: one line, exit 2)."""
+  out = {}
+  for item in items:
+    name, sep, path = item.partition("=")
+    if not sep or not os.path.exists(os.path.join(path, "params.npz")):
+      error(f"--init {item!r}: expected NAME=DIR with DIR/params.npz (python -m arrl.pretrain --ship-to DIR)")
+    out[name] = {"init_from": path}
+  return out
 
 
 def regret_curves(bench: NasBenchGraph, queried: list[Record], queries: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,12 +43,7 @@ def main(argv: list[str] | None = None) -> int:
   args = p.parse_args(argv)
   if args.seeds < 2 or args.queries < 1:
     p.error("--seeds must be >= 2 (for an interval) and --queries >= 1")
-  variants = dict(VARIANTS)
-  for item in args.init:
-    name, sep, path = item.partition("=")
-    if not sep or not os.path.exists(os.path.join(path, "params.npz")):
-      p.error(f"--init {item!r}: expected NAME=DIR with DIR/params.npz (python -m arrl.pretrain --ship-to DIR)")
-    variants[name] = {"init_from": path}
+  variants = {**VARIANTS, **nas.init_variants(args.init, p.error)}
   if args.only:
     unknown = sorted(set(args.only.split(",")) - set(variants))
     if unknown:

@@ -2,6 +2,7 @@
 with seeds that neither meta-training nor its validation use.
 
     python -m benchmarks.synthetic [--tasks 16] [--queries 100] [--agents ppo,ppo-scratch,local,...] [--out DIR]
+    python -m benchmarks.synthetic --agents ppo-frozen,ppo-fresh-frozen --init new=DIR   # networks, frozen
 
 Each task is searched once per agent (agent seed = task index) through `arrl.search` with noise_repeats=1 and
 false_keep=0.5 (margin 0), as on NAS-Bench-Graph. The score is the normalised regret of the kept best's noise-free value (0 at
@@ -20,7 +21,7 @@ import numpy as np
 import arrl.search
 from arrl.ppo.tasks import synthetic
 from benchmarks import report
-from benchmarks.nas import CHECKPOINTS, VARIANTS
+from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
 from benchmarks.stats import mean_ci
 
 SEED_BASE = 7_777_777   # task seeds: [SEED_BASE, i] (meta-training draws from [seed, iteration] and [seed, 10**6])
@@ -43,14 +44,17 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--queries", type=int, default=100)
   p.add_argument("--agents", default=",".join(AGENTS))
   p.add_argument("--out", default=os.path.join("benchmarks", "results"))
+  p.add_argument("--init", action="append", default=[], metavar="NAME=DIR",
+                 help="extra agent NAME: the network of `arrl.pretrain --ship-to DIR`, frozen (update_every=0)")
   args = p.parse_args(argv)
   if args.tasks < 2 or args.queries < 2:
     p.error("--tasks and --queries must be >= 2")
-  agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+  networks = {name: ("ppo", {**opts, "update_every": 0}) for name, opts in init_variants(args.init, p.error).items()}
+  agents = [a.strip() for a in args.agents.split(",") if a.strip()] + list(networks)
   tasks = [synthetic(np.random.default_rng([SEED_BASE, i]), f"heldout{i}") for i in range(args.tasks)]
   summary = {}
   for agent in agents:
-    name, options = VARIANTS.get(agent, (agent, {}))
+    name, options = {**VARIANTS, **networks}.get(agent, (agent, {}))
     curves, t0 = [], time.perf_counter()
     for i, task in enumerate(tasks):
       res = arrl.search.search(task.space, task.objective, agent=name, max_trials=args.queries, seed=i,

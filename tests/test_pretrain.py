@@ -53,8 +53,24 @@ def test_a_vectorised_episode_makes_the_trials_of_the_sequential_agent():
     vec = [(task.space.to_params(o.tree), o.score, o.status) for o in r.episode.history]
     seq = _sequential(task, seed, trials)
     assert seq[1:] == vec  # seq[0] is the loop's baseline trial of the default program
-    assert len(r.transitions) == len(r.rewards) == len(vec) and all(x <= 0 for x in r.rewards)
+    assert len(r.transitions) == len(r.rewards) == len(vec)
 
+
+def test_an_episode_returns_its_first_regret_minus_its_mean_regret_and_rewards_only_gains():
+  """The shaped reward: the undiscounted return is the area objective (up to the first regret, which no action
+  changes), and a step earns only what it changed, so the critic never has to guess the current regret."""
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  rng = np.random.default_rng(8)
+  batch, trials = [tasks.synthetic(rng) for _ in range(3)], 30
+  params = network.init_params(net, 0, cfg.stop_bias, cfg.prior)
+  for r in pretrain.run_episodes(net, feat, params, batch, trials, [np.random.default_rng(1) for _ in batch]):
+    regrets = r.episode.regrets
+    curve = (regrets + [regrets[-1]] * trials)[:trials]
+    assert sum(r.rewards) == pytest.approx(regrets[0] - np.mean(curve))
+    assert any(x > 0 for x in r.rewards)
+    changed = [o.kept for o in r.episode.history]
+    assert all(x == 0 for x, k in zip(r.rewards, changed) if not k)
 
 
 def test_history_statistics_kept_up_to_date_step_by_step_equal_the_ones_read_from_the_whole_history():
