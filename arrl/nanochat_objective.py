@@ -66,6 +66,7 @@ class NanochatEvaluator:
   cache_dir: str | None = None
   seed: int = 0
   devices: int = 1             # devices per trial (data-parallel); the executor's slots provide them
+  on_gpu: bool = False         # trials train on GPUs: their budget is wall time (else CPU time, see env.budget_clock)
   abort: AbortPolicy = AbortPolicy()
   cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)
@@ -77,7 +78,7 @@ class NanochatEvaluator:
                "seed": seed, "devices": self.devices, "data": self.data, "val_data": self.val_data,
                "cache_dir": self.cache_dir, "plugins": [{"spec": p.spec, "digest": p.digest} for p in self.plugins]}
     os.makedirs(os.path.join(self.run_dir, "logs"), exist_ok=True)
-    job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=wall_limit_s(self.budget_s),
+    job = TrialJob(trial_id=trial_id, fn=TRIAL_FN, payload=payload, budget_s=wall_limit_s(self.budget_s, self.on_gpu),
                    compile_cap_s=self.compile_cap_s + STARTUP_ALLOWANCE_S,
                    eval_allowance_s=max(60.0, 0.5 * self.budget_s),
                    log_path=os.path.join(self.run_dir, "logs", f"{trial_id}.log"))

@@ -48,7 +48,7 @@ def test_the_clock_is_part_of_the_environment_digest(monkeypatch):
   assert env.env_digest(preset, "corpus", "tok") != before
 
 
-def test_the_runner_lets_a_nanochat_trial_overrun_its_budget_on_the_wall_clock_by_the_slack(tmp_path):
+def test_the_runner_lets_a_cpu_trial_overrun_its_budget_on_the_wall_clock_by_the_slack(tmp_path):
   from arrl.nanochat_objective import NanochatEvaluator
   from arrl.nanochat_space import nanochat_space
   from arrl.runner import TrialResult
@@ -61,7 +61,22 @@ def test_the_runner_lets_a_nanochat_trial_overrun_its_budget_on_the_wall_clock_b
       jobs.append(job)
       return TrialResult(trial_id=job.trial_id, status="ok", val_bpb=1.5)
 
-  evaluator = NanochatEvaluator(executor=Recorder(), preset="tiny", budget_s=30.0, compile_cap_s=10.0,
-                                env_digest="x", run_dir=str(tmp_path))
-  evaluator.evaluate(nanochat_space("tiny").default(), "000001", EvalContext())
+  for on_gpu in (False, True):
+    evaluator = NanochatEvaluator(executor=Recorder(), preset="tiny", budget_s=30.0, compile_cap_s=10.0,
+                                  env_digest="x", run_dir=str(tmp_path), on_gpu=on_gpu)
+    evaluator.evaluate(nanochat_space("tiny").default(), "000001", EvalContext())
   assert env.CPU_CLOCK_WALL_SLACK > 1 and jobs[0].budget_s == 30.0 * env.CPU_CLOCK_WALL_SLACK
+  assert jobs[1].budget_s == 30.0   # on a GPU the trial's own clock is the wall clock
+
+
+def test_trials_run_on_gpus_where_the_executor_grants_them(monkeypatch):
+  import argparse
+
+  from arrl import main
+
+  monkeypatch.setattr(main, "visible_gpus", lambda: ["0"])
+  assert main.trials_on_gpu(argparse.Namespace(executor="local", preset="cpu"))
+  assert not main.trials_on_gpu(argparse.Namespace(executor="ray", preset="cpu"))
+  assert main.trials_on_gpu(argparse.Namespace(executor="ray", preset="gpu"))
+  monkeypatch.setattr(main, "visible_gpus", lambda: [])
+  assert not main.trials_on_gpu(argparse.Namespace(executor="local", preset="gpu"))
