@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import TINY_PRESET, TINY_PROGRAM
 from nanochat_jax import train as train_lib
@@ -83,3 +84,13 @@ def test_cli_end_to_end_on_the_embedded_corpus_prints_summary():
   lines = dict(l.split(": ", 1) for l in out.stdout.split("---\n")[-1].strip().splitlines())
   assert set(SUMMARY_KEYS) <= set(lines)
   assert float(lines["val_bpb"]) > 0 and lines["depth"] == "2" and int(lines["num_steps"]) > 0
+
+
+def test_a_fixed_step_clock_makes_exactly_that_many_steps_with_a_score(tiny_data, monkeypatch):
+  # benchmarks.seed_spread --steps N: the seed's share of the spread, with no step-count noise at all
+  from benchmarks.seed_spread import fixed_step_clock
+
+  monkeypatch.setattr(train_lib, "budget_clock", fixed_step_clock(TINY_PRESET.budget_s, 7))
+  res = train_lib.train(TINY_PROGRAM, TINY_PRESET, tiny_data, log=lambda s: None)
+  assert res.status == "ok" and res.num_steps == 7 and res.val_bpb is not None
+  assert res.training_seconds == pytest.approx(TINY_PRESET.budget_s)
