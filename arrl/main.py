@@ -33,7 +33,7 @@ from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import from_program, nanochat_space
 from arrl.oracle import STOP_FILE, Oracle, StopSignals
 from arrl.plugins import load_run_plugins, record as record_plugins
-from arrl.parallel import Slot, SlotExecutor, plan_slots, visible_gpus
+from arrl.parallel import Slot, SlotExecutor, plan_slots
 from arrl.runner import Executor, TrialCancelled
 from arrl.space import Space
 from nanochat_jax.cli import Parser, budget_arg, seed_arg
@@ -220,11 +220,6 @@ def build_executor(args: argparse.Namespace) -> tuple[Executor, int]:
   return SlotExecutor(slots, env=worker_env()), len(slots)
 
 
-def trials_on_gpu(args: argparse.Namespace) -> bool:
-  """Whether trials train on GPUs: local slots take every visible GPU; Ray grants GPUs to gpu-preset trials only."""
-  return args.preset == "gpu" if args.executor == "ray" else bool(visible_gpus())
-
-
 def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDisplay | None) -> SearchLoop:
   from nanochat_jax.data import load_run_data
   from nanochat_jax.env import get_preset
@@ -242,7 +237,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   digest = data.env_digest(preset, budget)
   executor, workers = build_executor(args)
   evaluator = NanochatEvaluator(
-      executor=executor, devices=args.devices_per_trial, on_gpu=trials_on_gpu(args), preset=preset.name,
+      executor=executor, devices=args.devices_per_trial, on_gpu=executor.on_gpu, preset=preset.name,
       budget_s=budget,
       compile_cap_s=preset.compile_cap_s,
       env_digest=digest, run_dir=args.run_dir, data=args.data, val_data=args.val_data, cache_dir=args.cache_dir,

@@ -66,7 +66,7 @@ class NanochatEvaluator:
   cache_dir: str | None = None
   seed: int = 0
   devices: int = 1             # devices per trial (data-parallel); the executor's slots provide them
-  on_gpu: bool = False         # trials train on GPUs: their budget is wall time (else CPU time, see env.budget_clock)
+  on_gpu: bool = False         # the executor's trials train on GPUs: their budget is wall time (else CPU time)
   abort: AbortPolicy = AbortPolicy()
   cancel: Any = None           # callable: True abandons the trial in flight (second Ctrl-C)
   watch: Callable[[str, Monitor], Monitor] | None = None   # wraps the abort watcher to see events too (display)

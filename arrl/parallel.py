@@ -112,6 +112,11 @@ class SlotExecutor:
   def workers(self) -> int:
     return len(self.slots)
 
+  @property
+  def on_gpu(self) -> bool:
+    """Whether trials train on GPUs (every slot owns GPUs on a GPU machine, none on a CPU one)."""
+    return bool(self.slots[0].gpus)
+
   def run(self, job: TrialJob, monitor: Monitor | None = None,
           cancel: Callable[[], bool] | None = None) -> TrialResult:
     slot = self._free.get()

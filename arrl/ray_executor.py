@@ -159,6 +159,11 @@ class RayExecutor:
                                                   retry_exceptions=False, runtime_env=runtime_env)
 
   @property
+  def on_gpu(self) -> bool:
+    """Whether trials train on GPUs: Ray grants them only when each task asks for some."""
+    return self.num_gpus > 0
+
+  @property
   def workers(self) -> int:
     """Trials the cluster can run at once with these per-trial resources (at least 1)."""
     res = self.ray.cluster_resources()

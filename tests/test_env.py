@@ -69,14 +69,8 @@ def test_the_runner_lets_a_cpu_trial_overrun_its_budget_on_the_wall_clock_by_the
   assert jobs[1].budget_s == 30.0   # on a GPU the trial's own clock is the wall clock
 
 
-def test_trials_run_on_gpus_where_the_executor_grants_them(monkeypatch):
-  import argparse
+def test_local_trials_run_on_gpus_where_the_slots_own_gpus():
+  from arrl.parallel import SlotExecutor, plan_slots
 
-  from arrl import main
-
-  monkeypatch.setattr(main, "visible_gpus", lambda: ["0"])
-  assert main.trials_on_gpu(argparse.Namespace(executor="local", preset="cpu"))
-  assert not main.trials_on_gpu(argparse.Namespace(executor="ray", preset="cpu"))
-  assert main.trials_on_gpu(argparse.Namespace(executor="ray", preset="gpu"))
-  monkeypatch.setattr(main, "visible_gpus", lambda: [])
-  assert not main.trials_on_gpu(argparse.Namespace(executor="local", preset="gpu"))
+  assert SlotExecutor(plan_slots(gpus=["0", "1"])).on_gpu
+  assert not SlotExecutor(plan_slots(workers=2, gpus=[], cpus=[0, 1])).on_gpu

@@ -170,7 +170,7 @@ def test_main_builds_a_ray_executor_sized_by_the_cluster(executor):
   from arrl.ray_executor import RayExecutor
   args = parse_args(["--executor", "ray", "--preset", "cpu"])
   ex, workers = build_executor(args)   # joins the Ray instance this process already runs
-  assert isinstance(ex, RayExecutor) and workers == 2 and ex.num_gpus == 0
+  assert isinstance(ex, RayExecutor) and workers == 2 and ex.num_gpus == 0 and not ex.on_gpu
   args = parse_args(["--executor", "ray", "--preset", "cpu", "--workers", "1", "--devices-per-trial", "2"])
   ex, workers = build_executor(args)
   assert workers == 1 and ex.num_cpus == 2 and "device_count=2" in ex.env["XLA_FLAGS"]
