@@ -225,11 +225,14 @@ def check_program(program: Program, preset: Preset, data: RunData) -> None:
 
 def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, budget_s: float | None = None,
           on_progress: Callable[[dict], bool] | None = None, log: Callable[[str], None] = print,
-          devices: int = 1) -> RunResult:
+          devices: int = 1, data_seed: int | None = None) -> RunResult:
   """Train `program` for `budget_s` seconds of training steps and evaluate val-bpb.
 
   `devices` > 1 trains data-parallel on that many devices (`make_steps`): the same batches, budget and
   evaluation, so val-bpb measures the same thing (faster steps only mean more of them in the budget).
+
+  `seed` draws the initialisation and the data order; `data_seed`, when given, the data order instead (to
+  measure the two shares of the seed spread apart: benchmarks/seed_spread.py --vary).
 
   `on_progress(info)` is called after every step with {"t", "progress", "step", "loss"}; returning
   True stops the run with status `aborted` (arrl's early abort).
@@ -238,6 +241,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   check_program(program, preset, data)
   budget = check_budget(budget_s if budget_s is not None else preset.budget_s)
   check_seed(seed)
+  data_seed = seed if data_seed is None else check_seed(data_seed)
   cfg, sch = program.model, program.schedule
   mesh = data_mesh(devices, program, preset)
   rows = program.schedule.device_batch_size
@@ -278,7 +282,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   train_c, eval_c = compiled
   log(f"compiled in {compile_s:.1f}s; {n_params / 1e6:.1f}M params, {accum} micro-batch(es) of {rows}x{T1 - 1}")
 
-  batches = loader.Prefetcher(_grouped(loader.train_batches(data.train_docs, rows, cfg.sequence_len, seed), accum),
+  batches = loader.Prefetcher(_grouped(loader.train_batches(data.train_docs, rows, cfg.sequence_len, data_seed), accum),
                               depth=2, put=train_put)
   flops_step = flops_per_token(cfg) * sch.total_batch_tokens
   status, t_train, step, curve, last_log, dt_ema = "ok", 0.0, 0, [], 0.0, 0.0

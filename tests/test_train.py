@@ -94,3 +94,35 @@ def test_a_fixed_step_clock_makes_exactly_that_many_steps_with_a_score(tiny_data
   res = train_lib.train(TINY_PROGRAM, TINY_PRESET, tiny_data, log=lambda s: None)
   assert res.status == "ok" and res.num_steps == 7 and res.val_bpb is not None
   assert res.training_seconds == pytest.approx(TINY_PRESET.budget_s)
+
+
+def test_data_seed_draws_the_data_order_and_seed_the_initialisation(tiny_data, monkeypatch):
+  from benchmarks.seed_spread import fixed_step_clock
+  orders = []
+  batches = train_lib.loader.train_batches
+  monkeypatch.setattr(train_lib.loader, "train_batches",
+                      lambda docs, rows, seq_len, seed, **kw: orders.append(seed) or batches(docs, rows, seq_len, seed, **kw))
+
+  def run(**seeds) -> float:
+    monkeypatch.setattr(train_lib, "budget_clock", fixed_step_clock(TINY_PRESET.budget_s, 3))
+    return train_lib.train(TINY_PROGRAM, TINY_PRESET, tiny_data, log=lambda s: None, **seeds).val_bpb
+
+  same = run(seed=1), run(seed=1, data_seed=1)
+  other_data, other_init = run(seed=1, data_seed=0), run(seed=0, data_seed=1)
+  assert orders == [1, 1, 0, 1]
+  assert same[0] == same[1] and len({same[0], other_data, other_init}) == 3
+  with pytest.raises(ValueError, match="seed must be"):
+    run(seed=1, data_seed=-1)
+
+
+def test_seed_spread_splits_seeds_and_applies_settings():
+  from benchmarks.seed_spread import seeds_of, with_settings
+  assert [seeds_of("both", 3), seeds_of("init", 3), seeds_of("data", 3)] == [(3, 3), (3, 0), (0, 3)]
+  prog = with_settings(TINY_PROGRAM, ["schedule.device_batch_size=4", "model.window_pattern=L"])
+  assert prog.schedule.device_batch_size == 4 and prog.model.window_pattern == "L"
+  assert prog.model.depth == TINY_PROGRAM.model.depth
+  for bad in ["schedule.nope=1", "schedule", "nope.depth=2"]:
+    with pytest.raises(SystemExit, match="--set"):
+      with_settings(TINY_PROGRAM, [bad])
+  with pytest.raises(ValueError):
+    with_settings(TINY_PROGRAM, ["schedule.device_batch_size=3"])  # 3 rows do not divide the step's tokens
