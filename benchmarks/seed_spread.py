@@ -6,7 +6,8 @@
     python -m benchmarks.seed_spread --seeds 6 --set schedule.device_batch_size=4 --set schedule.total_batch_tokens=1024
 
 `--steps N` replaces the budget clock with one that advances budget / N per reading, so every run makes
-exactly N optimizer steps with the same LR/momentum/weight-decay schedule, whatever the machine does.
+exactly N optimizer steps with the same LR/momentum/weight-decay schedule, whatever the machine does (the
+preset's own flops clock, which fixes the steps by the program's FLOPs, is then set aside).
 `--vary init|data` keeps the other one at seed 0 (`nanochat_jax.train.train(data_seed=)`), which splits the
 seed's spread into its initialisation and data-order shares. `--set SECTION.FIELD=VALUE` changes the program
 (to compare candidate presets). Each run prints one JSON line (seeds, steps, val_bpb, training wall seconds,
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--out", help="write the runs and the summary to this JSON file")
   args = p.parse_args(argv)
   preset = get_preset(args.preset)
+  if args.steps:
+    preset = dataclasses.replace(preset, cpu_clock="cpu-time")  # the clock below decides the step count
   program = with_settings(preset.program, args.set)
   data = train_lib.load_run_data(preset, None, None, None)
   enable_jax_cache()

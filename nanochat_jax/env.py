@@ -18,9 +18,14 @@ EVAL_PROTOCOL = "bpb-v1"         # sum nats over targets with bytes > 0 / (ln 2 
 DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends the run as `diverged`
 VOCAB_SIZE = 8192                # including 4 special tokens
 MAX_BUDGET_S = 24 * 3600.0       # longest training budget accepted (train CLI, arrl.main, run_trial)
-BUDGET_CLOCK = "cpu-time-on-cpu-v1"   # what a budget second is: see `budget_clock`
+BUDGET_CLOCK = "preset-cpu-clock-v2"  # what a budget second is: see `budget_clock` and `Preset.cpu_clock`
 CORES_ENV = "ARRL_TRIAL_CORES"   # cores granted to a trial (set by arrl's slots and Ray executor)
 CPU_CLOCK_WALL_SLACK = 10.0      # a CPU trial may take this many budgets of wall time before it times out
+# A budget second of a "flops" CPU clock: what the 2-core reference machine (AMD EPYC, XLA CPU, float32) computes
+# in a second of training: 9.2 GFLOP per 0.23 CPU-second step of the 512-token cpu program, 15.8 GFLOP per ~0.40
+# of the 1,024-token one (XLA's cost analysis of the compiled step; benchmarks/results/cpu_clock/).
+CPU_FLOPS_PER_S = 8.0e10
+CPU_CLOCKS = ("cpu-time", "flops")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +39,11 @@ class Preset:
   max_params: int                # cap on a program's parameter count (arrl's constraint)
   max_memory_gb: float           # cap on the estimated training memory (arrl's constraint)
   program: Program               # the default program (autoresearch's train.py on gpu)
+  cpu_clock: str = "cpu-time"    # the budget clock when training on a CPU, one of CPU_CLOCKS (`budget_clock`)
+
+  def __post_init__(self) -> None:
+    if self.cpu_clock not in CPU_CLOCKS:
+      raise ValueError(f"preset {self.name}: cpu_clock must be one of {CPU_CLOCKS}, got {self.cpu_clock!r}")
 
   def frozen_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -47,12 +57,12 @@ _GPU_PROGRAM = Program(
     schedule=ScheduleConfig(total_batch_tokens=2**19, device_batch_size=128),
 )
 
-# Chosen by measurement on 2 CPU cores (see README "CPU preset"): learns visibly in 30 s, and 512 tokens per step
-# give a 30 s trial ~200 optimizer steps on a quiet machine, so one step more or less barely moves val_bpb.
+# Chosen by measurement on 2 CPU cores (see README "CPU preset"): 1,024 tokens a step, ~152 steps in a 30 s budget on
+# the flops clock; the seed spread at this step count is below the 512-token step's (benchmarks/seed_spread.py).
 _CPU_PROGRAM = Program(
     model=ModelConfig(vocab_size=VOCAB_SIZE, sequence_len=256, depth=4, aspect_ratio=32, head_dim=64),
     optim=OptimConfig(),
-    schedule=ScheduleConfig(total_batch_tokens=2**9, device_batch_size=2),
+    schedule=ScheduleConfig(total_batch_tokens=2**10, device_batch_size=4),
 )
 
 # Smoke tests and demos: a trial takes seconds on a CPU (not meant to reach a good val_bpb).
@@ -67,7 +77,8 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(name="gpu", seq_len=2048, budget_s=300.0, eval_tokens=40 * 2**19, eval_batch_rows=128,
                   compile_cap_s=180.0, max_params=400_000_000, max_memory_gb=70.0, program=_GPU_PROGRAM),
     "cpu": Preset(name="cpu", seq_len=256, budget_s=30.0, eval_tokens=2**15, eval_batch_rows=16,
-                  compile_cap_s=90.0, max_params=20_000_000, max_memory_gb=8.0, program=_CPU_PROGRAM),
+                  compile_cap_s=90.0, max_params=20_000_000, max_memory_gb=8.0, program=_CPU_PROGRAM,
+                  cpu_clock="flops"),
     "tiny": Preset(name="tiny", seq_len=64, budget_s=5.0, eval_tokens=2**12, eval_batch_rows=16,
                    compile_cap_s=90.0, max_params=5_000_000, max_memory_gb=4.0, program=_TINY_PROGRAM),
 }
@@ -80,18 +91,38 @@ def get_preset(name: str) -> Preset:
 
 
 def budget_clock(backend: str) -> Callable[[], float]:
-  """The clock a training budget is counted on, for training on JAX backend `backend`.
+  """The clock a training budget is counted on, for training on JAX backend `backend` (see `step_cost_s`).
 
   Accelerators ("gpu", "tpu"): wall-clock seconds (a trial owns its devices). "cpu": this process's CPU
-  seconds (all its threads) divided by the cores it was granted ($ARRL_TRIAL_CORES, else the cores it may run on). On a shared CPU machine wall time buys a
-  trial more or fewer steps as other processes come and go, so the score follows machine load, not the
-  program; CPU time buys the same work under any load, and on an idle machine whose cores the trial keeps
-  busy it runs at wall-clock speed (a program that leaves cores idle gets its budget over more wall time).
+  seconds (all its threads) divided by the cores it was granted ($ARRL_TRIAL_CORES, else the cores it may run
+  on). On a shared CPU machine wall time buys a trial more or fewer steps as other processes come and go, so
+  the score follows machine load, not the program; CPU time removes most of that, and on an idle machine whose
+  cores the trial keeps busy it runs at wall-clock speed (a program that leaves cores idle gets its budget
+  over more wall time).
   """
   if backend != "cpu":
     return time.perf_counter
   cores = granted_cores()
   return lambda: time.process_time() / cores
+
+
+def step_cost_s(preset: Preset, backend: str, step_flops: float) -> float | None:
+  """Budget seconds one training step costs when they do not come from a clock, else None.
+
+  A preset whose `cpu_clock` is "flops" charges each step on a CPU its compiled FLOPs at CPU_FLOPS_PER_S: the
+  budget is then a fixed amount of computation, so a program makes the same number of steps on any machine
+  under any load, and its score depends on the seed alone. CPU time did not get there on shared machines:
+  per-core speed changes with what the other hardware threads run (the cpu program made 124-159 steps in 30
+  CPU-seconds at load 4-6). The price: on a CPU the search then optimises for a FLOP budget, and a program
+  that is slow for its FLOPs (memory-bound, many small ops) is not charged for it; accelerators keep the wall
+  clock.
+  """
+  if backend != "cpu" or preset.cpu_clock != "flops":
+    return None
+  if not step_flops > 0:
+    raise ValueError(f"preset {preset.name}: the flops clock needs the step's FLOPs from XLA's cost analysis, "
+                     f"got {step_flops!r}")
+  return step_flops / CPU_FLOPS_PER_S
 
 
 def granted_cores() -> int:

@@ -5,9 +5,9 @@
 Only training steps count toward the budget: the train and eval steps are compiled ahead of time
 before the clock starts (compile seconds are reported apart, and capped). The LR multiplier, Muon
 momentum and weight decay follow progress = training_time / budget and enter the jitted step as
-traced scalars, so nothing recompiles. The budget is wall-clock time on an accelerator and this process's
-CPU time per core on a CPU (`nanochat_jax.env.budget_clock`: other load on a shared machine then buys a
-trial neither fewer nor more steps).
+traced scalars, so nothing recompiles. The budget is wall-clock time on an accelerator; on a CPU it is what
+the preset's `cpu_clock` says (`nanochat_jax.env`): this process's CPU time per core, or a fixed cost per step
+from the step's compiled FLOPs (`step_cost_s`: the same steps on any machine under any load).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from nanochat_jax.cli import Parser, budget_arg, seed_arg
 from nanochat_jax.config import (LR_SCHEDULES, AttentionSize, MlpSize, ModelConfig, Program, check_seed, muon_momentum,
                                  size_error, weight_decay)
 from nanochat_jax.data import RunData, load_run_data
-from nanochat_jax.env import DIVERGENCE_LOSS, Preset, budget_clock, check_budget, get_preset
+from nanochat_jax.env import DIVERGENCE_LOSS, Preset, budget_clock, check_budget, get_preset, step_cost_s
 from nanochat_jax.evaluate import bpb_sums, evaluate_bpb
 from nanochat_jax.model import GPT, flops_per_token, num_params, per_token_loss
 from nanochat_jax.optimizer import MATRIX_OPTIMIZERS, build_optimizer
@@ -169,6 +169,13 @@ def make_steps(graphdef: nnx.GraphDef, tx: Any, token_bytes: jax.Array, mesh: Me
           jax.jit(eval_step, in_shardings=(repl, batch_sharding(mesh, 2)), out_shardings=repl))
 
 
+def compiled_flops(compiled: Any) -> float:
+  """FLOPs of one call of a compiled function, from XLA's cost analysis (0.0 when the backend gives none)."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", 0.0))
+
+
 def compile_with_cap(lower_and_compile: Callable[[], Any], cap_s: float) -> tuple[Any, float]:
   """Compile on a daemon thread; (None, elapsed) if it exceeds the cap (the caller ends the run)."""
   box: dict[str, Any] = {}
@@ -285,8 +292,9 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
   batches = loader.Prefetcher(_grouped(loader.train_batches(data.train_docs, rows, cfg.sequence_len, data_seed), accum),
                               depth=2, put=train_put)
   flops_step = flops_per_token(cfg) * sch.total_batch_tokens
-  status, t_train, step, curve, last_log, dt_ema = "ok", 0.0, 0, [], 0.0, 0.0
+  status, t_train, step, curve, last_log, dt_ema, t_busy = "ok", 0.0, 0, [], 0.0, 0.0, 0.0
   clock = budget_clock(jax.default_backend())
+  fixed_cost = step_cost_s(preset, jax.default_backend(), compiled_flops(train_c))  # None: the clock decides
   t_wall = time.perf_counter()
   try:
     while t_train + 0.5 * dt_ema < budget:  # stop when the next step would overshoot by more than half a step
@@ -298,7 +306,9 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
                                         jnp.float32(muon_momentum(program.optim, step)),
                                         jnp.float32(weight_decay(program.optim, progress)))
       loss = float(loss)  # device sync: the clock reads finished work
-      dt = clock() - t0
+      dt_measured = clock() - t0
+      t_busy += dt_measured
+      dt = dt_measured if fixed_cost is None else fixed_cost
       t_train += dt
       step += 1
       dt_ema = dt if step == 1 else 0.9 * dt_ema + 0.1 * dt
@@ -314,8 +324,8 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
         break
       if t_train - last_log >= LOG_EVERY_S or step == 1:
         last_log = t_train
-        tok_s = sch.total_batch_tokens / dt
-        log(f"step {step:5d} | loss {loss:.4f} | tok/s {tok_s:,.0f} | mfu {100 * flops_step / dt / peak_flops():.1f}%"
+        tok_s, mfu = sch.total_batch_tokens / dt_measured, 100 * flops_step / dt_measured / peak_flops()
+        log(f"step {step:5d} | loss {loss:.4f} | tok/s {tok_s:,.0f} | mfu {mfu:.1f}%"
             f" | left {max(0.0, budget - t_train):.0f}s")
   finally:
     batches.close()
@@ -326,7 +336,7 @@ def train(program: Program, preset: Preset, data: RunData, *, seed: int = 0, bud
     n_eval = max(1, preset.eval_tokens // (preset.eval_batch_rows * cfg.sequence_len))
     val_iter = loader.val_batches(data.val_docs, preset.eval_batch_rows, cfg.sequence_len)
     val_bpb = evaluate_bpb(lambda rows_BxT1: eval_c(params, eval_put(rows_BxT1)), val_iter, n_eval)
-  mfu = 100 * flops_step * step / t_train / peak_flops() if t_train > 0 else 0.0
+  mfu = 100 * flops_step * step / t_busy / peak_flops() if t_busy > 0 else 0.0
   return RunResult(status=status, val_bpb=val_bpb, training_seconds=t_train,
                    total_seconds=time.perf_counter() - t_start, peak_memory_mb=peak_memory_mb(), mfu_percent=mfu,
                    total_tokens_M=step * sch.total_batch_tokens / 1e6, num_steps=step, loss_curve=curve,

@@ -74,3 +74,24 @@ def test_local_trials_run_on_gpus_where_the_slots_own_gpus():
 
   assert SlotExecutor(plan_slots(gpus=["0", "1"])).on_gpu
   assert not SlotExecutor(plan_slots(workers=2, gpus=[], cpus=[0, 1])).on_gpu
+
+
+def test_a_flops_clock_charges_cpu_steps_their_compiled_flops_and_leaves_accelerators_on_the_wall():
+  import dataclasses
+  cpu_time, flops = env.get_preset("tiny"), dataclasses.replace(env.get_preset("tiny"), cpu_clock="flops")
+  assert env.step_cost_s(flops, "cpu", 4e9) == pytest.approx(4e9 / env.CPU_FLOPS_PER_S)
+  assert env.step_cost_s(flops, "gpu", 4e9) is None and env.step_cost_s(cpu_time, "cpu", 4e9) is None
+  with pytest.raises(ValueError, match="cost analysis"):
+    env.step_cost_s(flops, "cpu", 0.0)
+  with pytest.raises(ValueError, match="cpu_clock must be one of"):
+    dataclasses.replace(cpu_time, cpu_clock="wall")
+  assert env.env_digest(flops, "corpus", "tok") != env.env_digest(cpu_time, "corpus", "tok")
+
+
+def test_compiled_flops_reads_xla_cost_analysis():
+  import jax
+  import jax.numpy as jnp
+
+  from nanochat_jax.train import compiled_flops
+  x = jax.ShapeDtypeStruct((64, 64), jnp.float32)
+  assert compiled_flops(jax.jit(jnp.dot).lower(x, x).compile()) == pytest.approx(2 * 64 ** 3, rel=0.05)

@@ -96,6 +96,20 @@ def test_a_fixed_step_clock_makes_exactly_that_many_steps_with_a_score(tiny_data
   assert res.training_seconds == pytest.approx(TINY_PRESET.budget_s)
 
 
+def test_on_a_flops_clock_the_step_count_and_score_do_not_depend_on_the_machine(tiny_data, monkeypatch):
+  from nanochat_jax import env
+  preset = dataclasses.replace(TINY_PRESET, cpu_clock="flops")
+  monkeypatch.setattr(train_lib, "compiled_flops", lambda compiled: 1e9)
+  monkeypatch.setattr(env, "CPU_FLOPS_PER_S", 2.5e9)   # 0.4 budget-seconds a step: 5 steps in 2 s
+  runs = []
+  for jump in (1e-4, 100.0):   # a machine ~infinitely fast, then one where every step takes 100 s
+    readings = iter(range(10**6))
+    monkeypatch.setattr(train_lib, "budget_clock", lambda backend: (lambda: next(readings) * jump))
+    runs.append(train_lib.train(TINY_PROGRAM, preset, tiny_data, seed=3, log=lambda s: None))
+  assert [r.num_steps for r in runs] == [5, 5] and runs[0].val_bpb == runs[1].val_bpb
+  assert runs[0].training_seconds == pytest.approx(2.0)
+
+
 def test_data_seed_draws_the_data_order_and_seed_the_initialisation(tiny_data, monkeypatch):
   from benchmarks.seed_spread import fixed_step_clock
   orders = []
