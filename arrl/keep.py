@@ -1,8 +1,8 @@
 """Noise-aware keep/discard: a one-sided test with a stated false-keep rate.
 
 Two runs of the same program differ (another data-order seed and initialisation, GPU reductions, and on a
-wall-clock budget a loaded machine fitting fewer steps into it: why CPU trials count CPU time,
-`nanochat_jax.env.budget_clock`), so "lower val_bpb wins" keeps noise.
+wall-clock budget a loaded machine fitting fewer steps into it: why the cpu preset counts FLOPs,
+`nanochat_jax.env.step_cost_s`), so "lower val_bpb wins" keeps noise.
 
 Model. A run of program p scores y = mu_p + e, e ~ N(0, sigma^2), one sigma for all programs.
 sigma is estimated by pooling the within-program spread of every program measured more than once

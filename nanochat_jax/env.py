@@ -136,8 +136,8 @@ def granted_cores() -> int:
 def wall_limit_s(budget_s: float, on_accelerator: bool) -> float:
   """Wall-clock seconds a trial's training may take before its runner calls it a timeout (a hang).
 
-  On an accelerator the budget is wall time and the trial stops on time by itself. On a CPU it is CPU time,
-  and a busy machine stretches it on the wall clock (5.6x was measured at load 19 on 2 cores): a load spike
+  On an accelerator the budget is wall time and the trial stops on time by itself. On a CPU it is CPU time or
+  FLOPs, and a busy (or slower) machine stretches it on the wall clock (5.6x was measured at load 19 on 2 cores): a load spike
   must not turn a good program into a timeout.
   """
   return budget_s * (1.0 if on_accelerator else CPU_CLOCK_WALL_SLACK)
