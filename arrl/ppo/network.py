@@ -87,16 +87,18 @@ class Block(nnx.Module):
     self.proj = nnx.Linear(d, d, rngs=rngs)
     self.mlp = MLP(d, cfg.mlp_mult * d, d, rngs)
 
-  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array, n_out: int | None = None) -> jax.Array:
+    """[B, n_out or T, D]: only the first `n_out` positions' outputs are computed (each position's output
+    depends on the others only through its attention's keys and values)."""
     B, T, D = x_BxTxD.shape
     H = self.n_heads
     qkv = dense(self.qkv, self.ln1(x_BxTxD)).reshape(B, T, 3, H, D // H)
-    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    att_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / math.sqrt(D // H)
-    att_BxHxTxT = jnp.where(mask_BxT[:, None, None, :], att_BxHxTxT, jnp.finfo(att_BxHxTxT.dtype).min)
-    out_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(att_BxHxTxT, axis=-1), v_BxTxHxK)
-    x_BxTxD = x_BxTxD + dense(self.proj, out_BxTxHxK.reshape(B, T, D))
-    return x_BxTxD + self.mlp(self.ln2(x_BxTxD))
+    q_BxQxHxK, k_BxTxHxK, v_BxTxHxK = qkv[:, :n_out, 0], qkv[:, :, 1], qkv[:, :, 2]
+    att_BxHxQxT = jnp.einsum("bqhk,bshk->bhqs", q_BxQxHxK, k_BxTxHxK) / math.sqrt(D // H)
+    att_BxHxQxT = jnp.where(mask_BxT[:, None, None, :], att_BxHxQxT, jnp.finfo(att_BxHxQxT.dtype).min)
+    out_BxQxHxK = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(att_BxHxQxT, axis=-1), v_BxTxHxK)
+    x_BxQxD = x_BxTxD[:, :n_out] + dense(self.proj, out_BxQxHxK.reshape(B, -1, D))
+    return x_BxQxD + self.mlp(self.ln2(x_BxQxD))
 
 
 class PolicyValueNet(nnx.Module):
@@ -132,8 +134,8 @@ class PolicyValueNet(nnx.Module):
   def encode(self, obs: Tokens) -> tuple[jax.Array, jax.Array]:
     """Encoder state [B, d] (read at the global token, position 0) and the critic's value [B]."""
     x_BxTxD = self.embed(obs)
-    for block in self.blocks:
-      x_BxTxD = block(x_BxTxD, obs.mask)
+    for i, block in enumerate(self.blocks):  # the last block computes the global token alone: it is all we read
+      x_BxTxD = block(x_BxTxD, obs.mask, 1 if i == len(self.blocks) - 1 else None)
     h_BxD = self.ln_out(x_BxTxD[:, 0])
     # The critic reads the encoder but does not train it: with a handful of samples per update its
     # regression gradient would swamp the policy's.
