@@ -54,15 +54,11 @@ def main() -> None:
     return run_episodes(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs)
 
   res = episodes()
-  trs, adv, ret = [], [], []
-  for r in res:
-    a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], pt.cfg.gamma, pt.cfg.gae_lambda)
-    trs += r.transitions
-    adv.append(a)
-    ret.append(g)
   n = args.envs * (args.trials - 1)  # the batch size of `Pretrainer.iterate`
-  batch = stack_transitions(trs[:n], SIZES)
-  adv_n, ret_n = np.concatenate(adv)[:n].astype(np.float32), np.concatenate(ret)[:n].astype(np.float32)
+  batch = stack_transitions([t for r in res for t in r.transitions][:n], SIZES)
+  gae = [advantages(r.rewards, [float(t.value) for t in r.transitions], pt.cfg.gamma, pt.cfg.gae_lambda)
+         for r in res]
+  adv_n, ret_n = (np.concatenate(parts)[:n].astype(np.float32) for parts in zip(*gae))
   key = np.asarray(jax.random.PRNGKey(args.seed), np.uint32)
 
   def update():
