@@ -43,7 +43,8 @@ class NetConfig:
 
 def dense(layer: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
   """`layer` applied to the last axis of `x` as 2-D matrix products: XLA CPU runs a dot of a 3-D or 4-D
-  activation with a weight several times slower (forward and backward) than the same dot flattened."""
+  activation with a weight slower than the same dot flattened (an encoder block, forward and backward on
+  198 x 64 tokens: 169 -> 147 ms CPU)."""
   y = layer(x.reshape(-1, x.shape[-1]))
   return y.reshape(*x.shape[:-1], y.shape[-1])
 
