@@ -148,9 +148,11 @@ class PolicyValueNet(nnx.Module):
   def _prior(self, t: Tokens) -> jax.Array:
     return _kind_nums(t) @ self.prior_w[...].reshape(-1)
 
-  def site_scores(self, h_BxD, ctx_BxD, step, sites: Tokens) -> tuple[jax.Array, jax.Array]:
-    """log-probabilities [B, S] over candidate sites (STOP among them) and their keys [B, S, d]."""
-    keys_BxSxD = self.site_key(self.embed(sites))
+  def site_scores(self, h_BxD, ctx_BxD, step, sites: Tokens,
+                  keys_BxSxD: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """log-probabilities [B, S] over candidate sites (STOP among them) and their keys [B, S, d] (computed
+    here unless given)."""
+    keys_BxSxD = self.site_key(self.embed(sites)) if keys_BxSxD is None else keys_BxSxD
     q_BxD = self.site_query(jnp.concatenate([h_BxD, ctx_BxD, self._step_code(step, h_BxD.shape[0])], -1))
     logits_BxS = jnp.einsum("bsd,bd->bs", keys_BxSxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(sites)
     # STOP's logit carries log(number of legal sites), so its initial probability (sigmoid of its bias, next
@@ -160,9 +162,11 @@ class PolicyValueNet(nnx.Module):
     logits_BxS = logits_BxS + jnp.where(sites.kind == KIND_STOP, stop_B[:, None], 0.0)
     return masked_log_softmax(logits_BxS, sites.mask), keys_BxSxD
 
-  def value_scores(self, h_BxD, ctx_BxD, step, site_key_BxD, values: Tokens) -> tuple[jax.Array, jax.Array]:
-    """log-probabilities [B, V] over the chosen site's candidate values and their keys [B, V, d]."""
-    keys_BxVxD = self.value_key(self.embed(values))
+  def value_scores(self, h_BxD, ctx_BxD, step, site_key_BxD, values: Tokens,
+                   keys_BxVxD: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """log-probabilities [B, V] over the chosen site's candidate values and their keys [B, V, d] (computed
+    here unless given)."""
+    keys_BxVxD = self.value_key(self.embed(values)) if keys_BxVxD is None else keys_BxVxD
     code = self._step_code(step, h_BxD.shape[0])
     q_BxD = self.value_query(jnp.concatenate([h_BxD, ctx_BxD, site_key_BxD, code], -1))
     logits_BxV = jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
@@ -176,18 +180,20 @@ class PolicyValueNet(nnx.Module):
     rows = jnp.arange(h_BxD.shape[0])
 
     def step(ctx_BxD, xs):  # one (site, value) choice for the whole batch; a scan compiles it once
-      j, sites, values, sidx_B, vidx_B, s_on, v_on = xs
-      slogp_BxS, skeys_BxSxD = self.site_scores(h_BxD, ctx_BxD, j, sites)
+      j, sites, values, sidx_B, vidx_B, s_on, v_on, skeys_BxSxD, vkeys_BxVxD = xs
+      slogp_BxS, _ = self.site_scores(h_BxD, ctx_BxD, j, sites, skeys_BxSxD)
       skey_BxD = skeys_BxSxD[rows, sidx_B]
-      vlogp_BxV, vkeys_BxVxD = self.value_scores(h_BxD, ctx_BxD, j, skey_BxD, values)
+      vlogp_BxV, _ = self.value_scores(h_BxD, ctx_BxD, j, skey_BxD, values, vkeys_BxVxD)
       logp_B = jnp.where(s_on, slogp_BxS[rows, sidx_B], 0.0) + jnp.where(v_on, vlogp_BxV[rows, vidx_B], 0.0)
       ent_B = (jnp.where(s_on, masked_entropy(slogp_BxS, sites.mask), 0.0)
                + jnp.where(v_on, masked_entropy(vlogp_BxV, values.mask), 0.0))
       ctx_BxD = ctx_BxD + s_on[:, None] * skey_BxD + v_on[:, None] * vkeys_BxVxD[rows, vidx_B]
       return ctx_BxD, (logp_B, ent_B)
 
+    # every step's candidate keys at once, outside the scan: larger matrix products
+    keys = self.site_key(self.embed(act.sites)), self.value_key(self.embed(act.values))
     steps_first = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (act.sites, act.values, act.site_idx,
-                                                                 act.value_idx, act.site_on, act.value_on))
+                                                                 act.value_idx, act.site_on, act.value_on, *keys))
     _, (logp_MxB, ent_MxB) = jax.lax.scan(step, jnp.zeros_like(h_BxD),
                                           (jnp.arange(act.site_idx.shape[1]), *steps_first))
     n_B = act.site_on.sum(1) + act.value_on.sum(1)
