@@ -102,13 +102,13 @@ class Node:
 
   def replace(self, **changes: Value) -> "Node":
     """A copy with the given existing fields changed (only the changed values are re-checked)."""
-    checked = {}
+    fields = list(self.fields)
     for name, value in changes.items():
       self[name]  # raises KeyError naming the legal fields
-      checked[name] = check_value(f"{self.kind}.{name}", value)
+      fields[self._index[name]] = (name, check_value(f"{self.kind}.{name}", value))
     node = object.__new__(Node)
     for attr, value in (("kind", self.kind), ("variant", self.variant), ("_index", self._index),
-                        ("fields", tuple((n, checked.get(n, v)) for n, v in self.fields))):
+                        ("fields", tuple(fields))):
       object.__setattr__(node, attr, value)  # same names in the same order: the sorted invariant holds
     return node
 

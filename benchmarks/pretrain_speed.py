@@ -1,0 +1,80 @@
+"""Cost of one meta-training iteration (`arrl.pretrain`), split into its two parts: the episodes (8 searches
+x 100 trials on synthetic tasks, stepped together) and the jitted PPO update on the transitions they made.
+
+Each part is run `--repeats` times after a first, compiling call; prints JSON with the median CPU seconds
+(`time.process_time`, less sensitive to other processes on a shared machine than wall time), the median wall
+seconds, simulated trials per CPU-minute and the load average. The update is always applied to the same
+parameters, so every repeat does the same work.
+
+    python -m benchmarks.pretrain_speed [--envs 8] [--trials 100] [--repeats 5] [--seed 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
+  fn()  # compiles
+  cpu, wall = [], []
+  for _ in range(repeats):
+    c, w = time.process_time(), time.perf_counter()
+    fn()
+    cpu.append(time.process_time() - c)
+    wall.append(time.perf_counter() - w)
+  return {"cpu_s": float(np.median(cpu)), "wall_s": float(np.median(wall)),
+          "cpu_s_all": [round(x, 3) for x in cpu]}
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--envs", type=int, default=8)
+  p.add_argument("--trials", type=int, default=100)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--seed", type=int, default=1)
+  args = p.parse_args()
+
+  import jax
+  from arrl.pretrain import SIZES, Config, Pretrainer, advantages, run_episodes
+  from arrl.ppo.batch import stack_transitions
+  from arrl.ppo.update import update_from_advantages
+
+  with tempfile.TemporaryDirectory() as out:
+    pt = Pretrainer(Config(out=out, envs=args.envs, trials=args.trials, seed=args.seed, data=("synthetic",)))
+  tasks = pt.tasks(np.random.default_rng(args.seed), args.envs)
+
+  def episodes():
+    rngs = [np.random.default_rng([args.seed, b]) for b in range(args.envs)]
+    return run_episodes(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs)
+
+  res = episodes()
+  n = args.envs * (args.trials - 1)  # the batch size of `Pretrainer.iterate`
+  batch = stack_transitions([t for r in res for t in r.transitions][:n], SIZES)
+  gae = [advantages(r.rewards, [float(t.value) for t in r.transitions], pt.cfg.gamma, pt.cfg.gae_lambda)
+         for r in res]
+  adv_n, ret_n = (np.concatenate(parts)[:n].astype(np.float32) for parts in zip(*gae))
+  key = np.asarray(jax.random.PRNGKey(args.seed), np.uint32)
+
+  def update():
+    params, _, _ = update_from_advantages(pt.net_cfg, pt.ppo_cfg, pt.params, pt.opt_state, batch, adv_n, ret_n,
+                                          key, np.float32(pt.cfg.ent_coef))
+    return params.block_until_ready()
+
+  upd = _timed(update, args.repeats)
+  eps = _timed(episodes, args.repeats)
+  trials = sum(r.episode.executed for r in res)
+  print(json.dumps({
+      "envs": args.envs, "trials": trials, "batch": n, "update": upd, "episodes": eps,
+      "episode_trials_per_cpu_min": round(60 * trials / eps["cpu_s"]),
+      "iteration_trials_per_cpu_min": round(60 * trials / (eps["cpu_s"] + upd["cpu_s"])),
+      "load": os.getloadavg()}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
