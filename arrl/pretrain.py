@@ -2,6 +2,7 @@
 
     python -m arrl.pretrain --out runs/pretrain --iterations 60 --seed 0            # resumes from --out if there
     python -m arrl.pretrain --out runs/pretrain --iterations 60 --ship              # + write arrl/ppo/pretrained/
+    python -m arrl.pretrain --out runs/cont --init-from shipped --seed 1             # continue the shipped network
 
 Each iteration runs a batch of `--envs` searches of `--trials` trials at once, one per task drawn from the
 training distribution: the procedural prior of synthetic spaces (`arrl.ppo.tasks.synthetic`) and, with
@@ -21,6 +22,10 @@ The environments follow `arrl.search`'s loop exactly (first trial = the default 
 false_keep=0.5 (margin 0), measured programs served from the cache), and their proposals come from the agent's own sampling
 code (`arrl.ppo.rollout`) with one jitted network call per decision step for the whole batch; so one episode
 here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_kwargs={"update_every": 0})`.
+
+`--init-from shipped|DIR` starts a fresh run from the parameters of the shipped network or of a `--ship-to DIR`
+(fresh optimizer state; a network of another config is an error); a resumed run keeps its own state. The card
+then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
 
 Writes OUT/ckpt (orbax: network, optimizer, iteration), OUT/progress.json (validation curve, throughput),
 OUT/learning_curve.png; `--ship` writes the network and its model card to arrl/ppo/pretrained/.
@@ -44,7 +49,7 @@ from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
-from arrl.ppo.checkpoint import PRETRAINED, save_pretrained
+from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_pretrained, save_pretrained
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, observation
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
@@ -188,6 +193,7 @@ class Config:
   epochs: int = 3
   minibatches: int = 4
   ent_coef: float = 0.003
+  init_from: str | None = None   # "shipped" or a --ship-to directory: the network a fresh run starts from
 
   def __post_init__(self) -> None:
     for d in self.datasets:
@@ -197,6 +203,22 @@ class Config:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1 and --trials >= 10")
+
+
+def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
+  """The parameters a run starts from (`--init-from shipped|DIR`) and the record of that parent for the card."""
+  directory = PRETRAINED if init_from == "shipped" else init_from
+  params = load_pretrained(directory, net_cfg, scratch="without --init-from")
+  card_path = os.path.join(directory, "card.json")
+  if not os.path.exists(card_path):
+    raise ValueError(f"{card_path}: missing; --init-from needs the card written with params.npz (its lineage)")
+  with open(card_path) as f:
+    card = json.load(f)
+  # A card from before lineages were recorded is the root of its lineage.
+  return params, {"init_from": init_from, "params_sha256": file_sha256(os.path.join(directory, "params.npz")),
+                  "iterations": card["iterations"], "command": card.get("command"),
+                  "lineage_iterations": card.get("lineage_iterations", card["iterations"]),
+                  "lineage_simulated_trials": card.get("lineage_simulated_trials", card["simulated_trials"])}
 
 
 class Pretrainer:
@@ -216,23 +238,28 @@ class Pretrainer:
     self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior))
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
-    self.store = OrbaxStore(os.path.join(cfg.out, "ckpt"), keep=2)
     self.progress_path = os.path.join(cfg.out, "progress.json")
     self.progress: dict[str, Any] = {"config": dataclasses.asdict(cfg), "iteration": 0, "curve": [], "log": [],
-                                     "trials": 0, "seconds": 0.0}
+                                     "trials": 0, "seconds": 0.0, "parent": None}
     self._nas: dict[str, Task] = {}
     self._val: list[Task] | None = None
-    if os.path.exists(self.progress_path):
+    resume = os.path.exists(self.progress_path)
+    if cfg.init_from and not resume:  # before the store makes OUT: a bad parent leaves nothing behind
+      params, self.progress["parent"] = parent_of(cfg.init_from, self.net_cfg)
+      self.params = jax.numpy.asarray(params)  # the optimizer state stays fresh: no Adam moments come with it
+    self.store = OrbaxStore(os.path.join(cfg.out, "ckpt"), keep=2)
+    if resume:
       with open(self.progress_path) as f:
         saved = json.load(f)
       if saved["config"]["seed"] != cfg.seed or tuple(saved["config"]["data"]) != cfg.data:
         raise ValueError(f"{cfg.out} holds a run with seed {saved['config']['seed']} and data {saved['config']['data']}; "
                          "use another --out")
-      self.progress = {**saved, "config": dataclasses.asdict(cfg)}
-      if self.progress["iteration"]:
-        restored = self.store.restore(self.progress["iteration"], {"params": self.params, "opt_state": self.opt_state,
-                                                                   "key": self.key})
-        self.params, self.opt_state, self.key = restored["params"], restored["opt_state"], restored["key"]
+      # the run keeps what it started from, whatever --init-from says now (the parent may have been replaced)
+      self.progress = {"parent": None, **saved,
+                       "config": {**dataclasses.asdict(cfg), "init_from": saved["config"].get("init_from")}}
+      restored = self.store.restore(self.progress["iteration"], {"params": self.params, "opt_state": self.opt_state,
+                                                                 "key": self.key})  # step 0 too: a parent's copy
+      self.params, self.opt_state, self.key = restored["params"], restored["opt_state"], restored["key"]
 
   def tasks(self, rng: np.random.Generator, n: int) -> list[Task]:
     out = []
@@ -362,6 +389,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks)
   p.add_argument("--lr", type=float, default=defaults.lr)
+  p.add_argument("--init-from", metavar="shipped|DIR",
+                 help="start from the shipped network or a --ship-to DIR's (a fresh --out only: a resumed run keeps "
+                      "its own state)")
   p.add_argument("--ship", action="store_true", help="write the trained network to arrl/ppo/pretrained/")
   p.add_argument("--ship-to", help="write the trained network and its card to this directory instead (for ablations: "
                                    "PPOAgent(init_from=DIR))")
@@ -370,7 +400,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   try:
     cfg = Config(out=args.out, iterations=args.iterations, envs=args.envs, trials=args.trials, seed=args.seed,
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
-                 eval_every=args.eval_every, eval_tasks=args.eval_tasks, lr=args.lr)
+                 eval_every=args.eval_every, eval_tasks=args.eval_tasks, lr=args.lr, init_from=args.init_from)
   except ValueError as e:
     p.error(str(e))
   return cfg, args.ship_to or (PRETRAINED if args.ship else None)
@@ -378,19 +408,26 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
   cfg, ship = parse_args(argv)
-  trainer = Pretrainer(cfg)
+  try:
+    trainer = Pretrainer(cfg)
+  except ValueError as e:
+    print(f"python -m arrl.pretrain: error: {e}", file=sys.stderr)
+    return 2
   trainer.run()
   prog = trainer.progress
   print(f"{prog['iteration']} iterations, {prog['trials']:,} simulated trials in {prog['seconds']:.0f} s "
         f"({prog['trials'] / max(prog['seconds'], 1e-9) * 60:,.0f} trials/min); validation regret "
         f"{prog['curve'][0]['mean_regret']:.3f} -> {prog['curve'][-1]['mean_regret']:.3f}", file=sys.stderr)
   if ship:
+    parent = prog.get("parent")
     command = "python -m arrl.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
     save_pretrained(ship, trainer.net_cfg, np.asarray(trainer.params), {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": prog["iteration"], "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": prog["trials"], "wall_seconds": round(prog["seconds"]),
-        "validation": prog["curve"][-1], "validation_start": prog["curve"][0]})
+        "validation": prog["curve"][-1], "validation_start": prog["curve"][0], "parent": parent,
+        "lineage_iterations": prog["iteration"] + (parent["lineage_iterations"] if parent else 0),
+        "lineage_simulated_trials": prog["trials"] + (parent["lineage_simulated_trials"] if parent else 0)})
     print(f"wrote {ship}", file=sys.stderr)
   return 0
 

@@ -3,6 +3,11 @@ with seeds that neither meta-training nor its validation use.
 
     python -m benchmarks.synthetic [--tasks 16] [--queries 100] [--agents ppo,ppo-scratch,local,...] [--out DIR]
     python -m benchmarks.synthetic --agents ppo-frozen,ppo-fresh-frozen --init new=DIR   # networks, frozen
+    python -m benchmarks.synthetic --batch 2 --agents ppo-frozen --init new=DIR --paired ppo-frozen
+
+A batch of tasks decides something once: `--batch K` draws another batch (K=1 chose the networks shipped in
+meta2 and meta3, K=2 the one of meta4). `--paired AGENT` adds every agent's paired difference to AGENT's mean
+regret over the run, over the tasks.
 
 Each task is searched once per agent (agent seed = task index) through `arrl.search` with noise_repeats=1 and
 false_keep=0.5 (margin 0), as on NAS-Bench-Graph. The score is the normalised regret of the kept best's noise-free value (0 at
@@ -24,7 +29,8 @@ from benchmarks import report
 from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
 from benchmarks.stats import mean_ci
 
-SEED_BASE = 7_777_777   # task seeds: [SEED_BASE, i] (meta-training draws from [seed, iteration] and [seed, 10**6])
+SEED_BASE = 7_777_777   # batch K's task seeds: [SEED_BASE + K - 1, i] (meta-training draws from [seed, iteration]
+                        # and [seed, 10**6] with seeds far below SEED_BASE)
 AGENTS = ("ppo", "ppo-scratch", "local", "greedy", "evolution", "tpe", "random", "uniform")
 
 
@@ -38,6 +44,16 @@ def regret_curve(task, trials, queries: int) -> list[float]:
   return (out + [out[-1]] * queries)[:queries]
 
 
+def interval(x: np.ndarray) -> dict[str, float]:
+  """Mean over tasks and its 95% interval."""
+  (m,), (lo,), (hi,) = mean_ci(np.asarray(x)[:, None])
+  return {"mean": float(m), "lo": float(lo), "hi": float(hi)}
+
+
+def tasks(batch: int, n: int) -> list:
+  return [synthetic(np.random.default_rng([SEED_BASE + batch - 1, i]), f"heldout{i}") for i in range(n)]
+
+
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog="python -m benchmarks.synthetic", description=__doc__.split("\n\n")[0])
   p.add_argument("--tasks", type=int, default=16)
@@ -46,42 +62,59 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--out", default=os.path.join("benchmarks", "results"))
   p.add_argument("--init", action="append", default=[], metavar="NAME=DIR",
                  help="extra agent NAME: the network of `arrl.pretrain --ship-to DIR`, frozen (update_every=0)")
+  p.add_argument("--batch", type=int, default=1, help="batch of tasks K: seeds [SEED_BASE + K - 1, task]")
+  p.add_argument("--paired", metavar="AGENT", help="paired differences of the mean regret over the run to AGENT's")
   args = p.parse_args(argv)
-  if args.tasks < 2 or args.queries < 2:
-    p.error("--tasks and --queries must be >= 2")
+  if args.tasks < 2 or args.queries < 2 or args.batch < 1:
+    p.error("--tasks and --queries must be >= 2, --batch >= 1")
   networks = {name: ("ppo", {**opts, "update_every": 0}) for name, opts in init_variants(args.init, p.error).items()}
   agents = [a.strip() for a in args.agents.split(",") if a.strip()] + list(networks)
-  tasks = [synthetic(np.random.default_rng([SEED_BASE, i]), f"heldout{i}") for i in range(args.tasks)]
+  if args.paired is not None and args.paired not in agents:
+    p.error(f"--paired {args.paired!r} is not one of the agents run ({', '.join(agents)})")
+  batch = tasks(args.batch, args.tasks)
   summary = {}
   for agent in agents:
     name, options = {**VARIANTS, **networks}.get(agent, (agent, {}))
     curves, t0 = [], time.perf_counter()
-    for i, task in enumerate(tasks):
+    for i, task in enumerate(batch):
       res = arrl.search.search(task.space, task.objective, agent=name, max_trials=args.queries, seed=i,
                                noise_repeats=1, false_keep=0.5, agent_kwargs=options)
       curves.append(regret_curve(task, res.trials, args.queries))
     mean, lo, hi = mean_ci(np.array(curves))
     at = {str(q): {"mean": float(mean[q - 1]), "lo": float(lo[q - 1]), "hi": float(hi[q - 1])}
           for q in [*(c for c in CHECKPOINTS if c < args.queries), args.queries]}
-    summary[agent] = {"at": at, "seconds_per_run": (time.perf_counter() - t0) / len(tasks), "curves": curves}
+    summary[agent] = {"at": at, "run_mean": interval(np.mean(curves, axis=1)),
+                      "seconds_per_run": (time.perf_counter() - t0) / len(batch), "curves": curves}
     print(f"{agent}: " + ", ".join(f"@{q} {v['mean']:.3f}" for q, v in at.items()), file=sys.stderr, flush=True)
-  result = {"tasks": args.tasks, "queries": args.queries, "machine": report.machine(), "agents": summary}
+  result = {"tasks": args.tasks, "queries": args.queries, "batch": args.batch, "machine": report.machine(),
+            "agents": summary}
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "synthetic.json"), "w") as f:
-    json.dump(result, f, separators=(",", ":"))
   qs = list(next(iter(summary.values()))["at"])
   lines = ["# Held-out synthetic tasks", "",
-           f"`python -m benchmarks.synthetic --tasks {args.tasks} --queries {args.queries}` on "
+           f"`python -m benchmarks.synthetic --tasks {args.tasks} --queries {args.queries} --batch {args.batch}` on "
            f"{result['machine']['cpu']}, {result['machine']['date']}, git {result['machine']['git_commit']}, load "
            f"{result['machine']['load_average']}.", "",
            "Normalised regret of the best program found after N queries (0 = optimum, ~1 = a typical random program), "
            f"mean [95% t-interval] over {args.tasks} tasks.", "",
-           "| agent | " + " | ".join(f"{q} queries" for q in qs) + " | s/run |", "|---|" + "---|" * (len(qs) + 1)]
+           "| agent | " + " | ".join(f"{q} queries" for q in qs) + " | mean over the run | s/run |",
+           "|---|" + "---|" * (len(qs) + 2)]
+  cell = lambda v: f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
   for agent, s in sorted(summary.items(), key=lambda kv: kv[1]["at"][qs[-1]]["mean"]):
-    lines.append(f"| {agent} | " + " | ".join(f"{s['at'][q]['mean']:.3f} [{s['at'][q]['lo']:.3f}, "
-                                             f"{s['at'][q]['hi']:.3f}]" for q in qs) + f" | {s['seconds_per_run']:.1f} |")
+    lines.append(f"| {agent} | " + " | ".join(cell(s["at"][q]) for q in qs) +
+                 f" | {cell(s['run_mean'])} | {s['seconds_per_run']:.1f} |")
+  if args.paired is not None:
+    ref = np.mean(summary[args.paired]["curves"], axis=1)
+    lines += ["", f"Paired over the {args.tasks} tasks: mean regret over the run minus {args.paired}'s, mean [95% "
+                  "t-interval], and on how many tasks it is lower.", ""]
+    for agent in (a for a in summary if a != args.paired):
+      d = np.mean(summary[agent]["curves"], axis=1) - ref
+      v = summary[agent]["paired"] = {"against": args.paired, **interval(d), "lower_on": int(np.sum(d < 0))}
+      lines.append(f"- {agent} - {args.paired}: {v['mean']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}], lower on "
+                   f"{v['lower_on']} of {args.tasks}")
   with open(os.path.join(args.out, "synthetic.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
+  with open(os.path.join(args.out, "synthetic.json"), "w") as f:
+    json.dump(result, f, separators=(",", ":"))
   return 0
 
 

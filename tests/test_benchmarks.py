@@ -169,3 +169,20 @@ def test_held_out_synthetic_benchmark_scores_normalised_regret(tmp_path):
       task = synthetic.synthetic(np.random.default_rng([synthetic.SEED_BASE, i]))
       assert c[0] == pytest.approx(task.regret(task.space.to_params(task.space.default())))
   assert "| local |" in (tmp_path / "synthetic.md").read_text()
+
+
+def test_a_new_synthetic_batch_has_other_tasks_and_paired_differences(tmp_path):
+  from benchmarks import synthetic
+  first, second = synthetic.tasks(1, 3), synthetic.tasks(2, 3)
+  assert first[0].optimum == synthetic.synthetic(np.random.default_rng([synthetic.SEED_BASE, 0])).optimum
+  assert all(a.optimum != b.optimum for a in first for b in second)
+  assert synthetic.main(["--tasks", "3", "--queries", "6", "--agents", "local,uniform", "--batch", "2",
+                         "--paired", "uniform", "--out", str(tmp_path)]) == 0
+  res = json.loads((tmp_path / "synthetic.json").read_text())
+  d = np.mean(res["agents"]["local"]["curves"], axis=1) - np.mean(res["agents"]["uniform"]["curves"], axis=1)
+  paired = res["agents"]["local"]["paired"]
+  assert res["batch"] == 2 and paired["mean"] == pytest.approx(d.mean()) and paired["lower_on"] == int((d < 0).sum())
+  assert paired["lo"] <= paired["mean"] <= paired["hi"]
+  assert "local - uniform:" in (tmp_path / "synthetic.md").read_text()
+  with pytest.raises(SystemExit):
+    synthetic.main(["--agents", "local", "--paired", "tpe", "--out", str(tmp_path)])

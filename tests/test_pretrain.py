@@ -1,6 +1,7 @@
 """Meta-training (`arrl.pretrain`): held-out data refused, vectorised episodes = the sequential agent, resume,
 and the shipped pretrained network (loading, config mismatch, a space it never saw)."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -140,3 +141,47 @@ def test_an_episode_on_an_exhausted_space_ends():
   params = network.init_params(net, 0, cfg.stop_bias, cfg.prior)
   (r,) = pretrain.run_episodes(net, feat, params, [task], 50, [np.random.default_rng(0)])
   assert r.episode.executed == 6 and r.episode.regrets[-1] == 0.0
+
+
+def _parent(directory, card: dict, net_cfg: network.NetConfig = network.NetConfig(), seed: int = 7) -> np.ndarray:
+  params = network.init_params(net_cfg, seed, AgentConfig().stop_bias, AgentConfig().prior)
+  save_pretrained(str(directory), net_cfg, params, card)
+  return params
+
+
+def test_init_from_starts_a_fresh_run_from_the_parent_and_a_resumed_run_keeps_its_own_state(tmp_path):
+  cfg = dict(envs=2, trials=12, eval_tasks=2, data=("synthetic",), seed=3)
+  parent = _parent(tmp_path / "p", {"iterations": 5, "simulated_trials": 400})
+  fresh = pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / "r"), iterations=1, init_from=str(tmp_path / "p"), **cfg))
+  np.testing.assert_array_equal(np.asarray(fresh.params), parent)
+  assert fresh.progress["parent"]["iterations"] == 5
+  fresh.run()
+  trained = np.asarray(fresh.params)
+  assert not np.array_equal(trained, parent)
+  _parent(tmp_path / "q", {"iterations": 9, "simulated_trials": 900}, seed=8)
+  resumed = pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / "r"), iterations=2, init_from=str(tmp_path / "q"),
+                                                **cfg))
+  np.testing.assert_array_equal(np.asarray(resumed.params), trained)
+  assert resumed.progress["config"]["init_from"] == str(tmp_path / "p")
+  assert resumed.progress["parent"]["lineage_iterations"] == 5
+
+
+def test_init_from_a_network_of_another_config_is_one_error_naming_the_file(tmp_path, capsys):
+  _parent(tmp_path / "p", {"iterations": 1, "simulated_trials": 10}, network.NetConfig(d_model=32))
+  code = pretrain.main(["--out", str(tmp_path / "r"), "--init-from", str(tmp_path / "p"), "--data", "synthetic"])
+  err = capsys.readouterr().err.strip()
+  assert code != 0 and len(err.splitlines()) == 1
+  assert str(tmp_path / "p" / "params.npz") in err and "d_model=32 here 64" in err and "without --init-from" in err
+  assert not (tmp_path / "r").exists()
+
+
+def test_a_shipped_continuation_records_its_parent_and_the_lineage(tmp_path):
+  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--iterations", "1"]
+  pretrain.main(["--out", str(tmp_path / "a"), "--ship-to", str(tmp_path / "A"), *args])
+  pretrain.main(["--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "A"), "--ship-to", str(tmp_path / "B"),
+                 *args])
+  a, b = (json.loads((tmp_path / d / "card.json").read_text()) for d in "AB")
+  assert a["parent"] is None and a["lineage_iterations"] == 1 and a["lineage_simulated_trials"] == a["simulated_trials"]
+  assert b["parent"]["params_sha256"] == a["params_sha256"] and b["parent"]["iterations"] == 1
+  assert b["lineage_iterations"] == 2
+  assert b["lineage_simulated_trials"] == a["simulated_trials"] + b["simulated_trials"]

@@ -88,15 +88,18 @@ class OrbaxStore:
 PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 
 
+def file_sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
 def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict[str, Any]) -> None:
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, "params.npz")
   np.savez_compressed(path, params=np.asarray(params, np.float32),
                       net_config=np.frombuffer(json.dumps(dataclasses.asdict(net_cfg)).encode(), np.uint8))
-  with open(path, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
   card = {**card, "net_config": dataclasses.asdict(net_cfg), "parameters": int(np.size(params)),
-          "params_sha256": digest}
+          "params_sha256": file_sha256(path)}
   with open(os.path.join(directory, "card.json"), "w") as f:
     json.dump(card, f, indent=1)
     f.write("\n")
@@ -108,18 +111,18 @@ def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict
     f.write("\n".join(lines))
 
 
-def load_pretrained(directory: str, net_cfg: Any) -> np.ndarray:
+def load_pretrained(directory: str, net_cfg: Any, scratch: str = "with --agent-init none") -> np.ndarray:
   """The flat parameters stored in `directory` (see save_pretrained); one clear error when they belong to
-  another network config or are missing."""
+  another network config or are missing (`scratch` says how the caller starts without them)."""
   path = os.path.join(directory, "params.npz")
   if not os.path.exists(path):
     raise ValueError(f"no pretrained PPO network at {path} (train one with `python -m arrl.pretrain --ship`, "
-                     "or start from scratch with --agent-init none)")
+                     f"or start from scratch {scratch})")
   with np.load(path) as z:
     stored = json.loads(z["net_config"].tobytes().decode())
     params = z["params"]
   if stored != dataclasses.asdict(net_cfg):
     diff = {k: (stored.get(k), v) for k, v in dataclasses.asdict(net_cfg).items() if stored.get(k) != v}
     raise ValueError(f"{path}: the pretrained network has another config ({', '.join(f'{k}={a} here {b}' for k, (a, b) in diff.items())}); "
-                     "use the same network options or --agent-init none")
+                     f"use the same network options or start from scratch {scratch}")
   return params
