@@ -5,9 +5,9 @@
     python -m benchmarks.seed_spread --seeds 6 --steps 256 --vary data   # only the data order varies (init seed 0)
     python -m benchmarks.seed_spread --seeds 6 --set schedule.device_batch_size=4 --set schedule.total_batch_tokens=1024
 
-`--steps N` replaces the budget clock with one that advances budget / N per reading, so every run makes
-exactly N optimizer steps with the same LR/momentum/weight-decay schedule, whatever the machine does (the
-preset's own flops clock, which fixes the steps by the program's FLOPs, is then set aside).
+`--steps N` charges every step budget / N (in place of the preset's clock, the way the flops clock charges a
+step its FLOPs: `nanochat_jax.env.step_cost_s`), so every run makes exactly N optimizer steps with the same
+LR/momentum/weight-decay schedule, whatever the machine does.
 `--vary init|data` keeps the other one at seed 0 (`nanochat_jax.train.train(data_seed=)`), which splits the
 seed's spread into its initialisation and data-order shares. `--set SECTION.FIELD=VALUE` changes the program
 (to compare candidate presets). Each run prints one JSON line (seeds, steps, val_bpb, training wall seconds,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 
@@ -29,10 +28,9 @@ from nanochat_jax.config import Program
 from nanochat_jax.env import get_preset
 
 
-def fixed_step_clock(budget_s: float, steps: int):
-  """A budget clock under which the training loop stops after exactly `steps` steps (two readings per step)."""
-  ticks = itertools.count()
-  return lambda backend: (lambda: next(ticks) * budget_s / steps)
+def fixed_step_cost(budget_s: float, steps: int):
+  """A `step_cost_s` under which the training loop stops after exactly `steps` steps of budget / steps each."""
+  return lambda preset, backend, step_flops: budget_s / steps
 
 
 def with_settings(program: Program, settings: list[str]) -> Program:
@@ -69,14 +67,12 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   preset = get_preset(args.preset)
   if args.steps:
-    preset = dataclasses.replace(preset, cpu_clock="cpu-time")  # the clock below decides the step count
+    train_lib.step_cost_s = fixed_step_cost(preset.budget_s, args.steps)
   program = with_settings(preset.program, args.set)
   data = train_lib.load_run_data(preset, None, None, None)
   enable_jax_cache()
   runs = []
   for i in range(args.first_seed, args.first_seed + args.seeds):
-    if args.steps:
-      train_lib.budget_clock = fixed_step_clock(preset.budget_s, args.steps)
     seed, data_seed = seeds_of(args.vary, i)
     r = train_lib.train(program, preset, data, seed=seed, data_seed=data_seed, log=lambda s: None)
     runs.append({"seed": seed, "data_seed": data_seed, "steps": r.num_steps, "val_bpb": r.val_bpb,

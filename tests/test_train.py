@@ -86,11 +86,11 @@ def test_cli_end_to_end_on_the_embedded_corpus_prints_summary():
   assert float(lines["val_bpb"]) > 0 and lines["depth"] == "2" and int(lines["num_steps"]) > 0
 
 
-def test_a_fixed_step_clock_makes_exactly_that_many_steps_with_a_score(tiny_data, monkeypatch):
+def test_a_fixed_step_cost_makes_exactly_that_many_steps_with_a_score(tiny_data, monkeypatch):
   # benchmarks.seed_spread --steps N: the seed's share of the spread, with no step-count noise at all
-  from benchmarks.seed_spread import fixed_step_clock
+  from benchmarks.seed_spread import fixed_step_cost
 
-  monkeypatch.setattr(train_lib, "budget_clock", fixed_step_clock(TINY_PRESET.budget_s, 7))
+  monkeypatch.setattr(train_lib, "step_cost_s", fixed_step_cost(TINY_PRESET.budget_s, 7))
   res = train_lib.train(TINY_PROGRAM, TINY_PRESET, tiny_data, log=lambda s: None)
   assert res.status == "ok" and res.num_steps == 7 and res.val_bpb is not None
   assert res.training_seconds == pytest.approx(TINY_PRESET.budget_s)
@@ -111,14 +111,15 @@ def test_on_a_flops_clock_the_step_count_and_score_do_not_depend_on_the_machine(
 
 
 def test_data_seed_draws_the_data_order_and_seed_the_initialisation(tiny_data, monkeypatch):
-  from benchmarks.seed_spread import fixed_step_clock
+  from benchmarks.seed_spread import fixed_step_cost
   orders = []
   batches = train_lib.loader.train_batches
   monkeypatch.setattr(train_lib.loader, "train_batches",
                       lambda docs, rows, seq_len, seed, **kw: orders.append(seed) or batches(docs, rows, seq_len, seed, **kw))
 
+  monkeypatch.setattr(train_lib, "step_cost_s", fixed_step_cost(TINY_PRESET.budget_s, 3))
+
   def run(**seeds) -> float:
-    monkeypatch.setattr(train_lib, "budget_clock", fixed_step_clock(TINY_PRESET.budget_s, 3))
     return train_lib.train(TINY_PROGRAM, TINY_PRESET, tiny_data, log=lambda s: None, **seeds).val_bpb
 
   same = run(seed=1), run(seed=1, data_seed=1)
