@@ -172,6 +172,22 @@ def advantages(rewards: Sequence[float], values: Sequence[float], gamma: float, 
   return adv, adv + v
 
 
+def ppo_batch(res: Sequence[Rollout], gamma: float, lam: float, size: int,
+              rng: np.random.Generator) -> tuple[Transition, np.ndarray, np.ndarray, np.ndarray]:
+  """One iteration's PPO batch: GAE per episode, then `size` of all the episodes' transitions drawn by `rng`
+  and kept in order (a fixed size: one compiled update). (batch, its advantages, its returns, every return)."""
+  trs, adv, ret = [], [], []
+  for r in res:
+    a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], gamma, lam)
+    trs += r.transitions
+    adv.append(a)
+    ret.append(g)
+  keep = np.sort(rng.permutation(len(trs))[:size])
+  returns = np.concatenate(ret)
+  return (stack_transitions([trs[i] for i in keep], SIZES), np.concatenate(adv)[keep].astype(np.float32),
+          returns[keep].astype(np.float32), returns)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Training.
 
@@ -295,21 +311,13 @@ class Pretrainer:
     t0 = time.perf_counter()
     res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
     rollout_seconds = time.perf_counter() - t0
-    trs, adv, ret = [], [], []
-    for r in res:
-      a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], self.cfg.gamma, self.cfg.gae_lambda)
-      trs += r.transitions
-      adv.append(a)
-      ret.append(g)
-    keep = np.sort(rng.permutation(len(trs))[: self.cfg.envs * (self.cfg.trials - 1)])  # a fixed batch size
-    batch = stack_transitions([trs[i] for i in keep], SIZES)
+    batch, adv, ret, returns = ppo_batch(res, self.cfg.gamma, self.cfg.gae_lambda,
+                                         self.cfg.envs * (self.cfg.trials - 1), rng)
     self.key, sub = (np.asarray(k, np.uint32) for k in jax.random.split(self.key))
     self.params, self.opt_state, metrics = update_from_advantages(
-        self.net_cfg, self.ppo_cfg, self.params, self.opt_state, batch,
-        np.concatenate(adv)[keep].astype(np.float32), np.concatenate(ret)[keep].astype(np.float32), sub,
-        np.float32(self.cfg.ent_coef))
+        self.net_cfg, self.ppo_cfg, self.params, self.opt_state, batch, adv, ret, sub, np.float32(self.cfg.ent_coef))
     out = {k: float(v) for k, v in metrics.items()}
-    returns, values = np.concatenate(ret), np.array([float(t.value) for t in trs])
+    values = np.array([float(t.value) for r in res for t in r.transitions])
     out["value_explained"] = float(1 - np.var(returns - values) / max(np.var(returns), 1e-12))
     out["train_return"] = float(np.mean([np.sum(r.rewards) for r in res]))
     out["train_regret"] = float(np.mean([np.mean(r.episode.regrets) for r in res]))

@@ -41,8 +41,7 @@ def main() -> None:
   args = p.parse_args()
 
   import jax
-  from arrl.pretrain import SIZES, Config, Pretrainer, advantages, run_episodes
-  from arrl.ppo.batch import stack_transitions
+  from arrl.pretrain import Config, Pretrainer, ppo_batch, run_episodes
   from arrl.ppo.update import update_from_advantages
 
   with tempfile.TemporaryDirectory() as out:
@@ -55,10 +54,7 @@ def main() -> None:
 
   res = episodes()
   n = args.envs * (args.trials - 1)  # the batch size of `Pretrainer.iterate`
-  batch = stack_transitions([t for r in res for t in r.transitions][:n], SIZES)
-  gae = [advantages(r.rewards, [float(t.value) for t in r.transitions], pt.cfg.gamma, pt.cfg.gae_lambda)
-         for r in res]
-  adv_n, ret_n = (np.concatenate(parts)[:n].astype(np.float32) for parts in zip(*gae))
+  batch, adv_n, ret_n, _ = ppo_batch(res, pt.cfg.gamma, pt.cfg.gae_lambda, n, np.random.default_rng(args.seed))
   key = np.asarray(jax.random.PRNGKey(args.seed), np.uint32)
 
   def update():
