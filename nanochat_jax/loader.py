@@ -121,7 +121,8 @@ def spread_order(doc_of_piece: np.ndarray, rng: np.random.Generator) -> np.ndarr
   piece still lands anywhere with equal chance, but any prefix of the order holds each document's share of its
   pieces to within about one piece, where a plain permutation lets it vary by ~sqrt(share). A short run sees a
   prefix, and which documents it holds was most of the seed's spread of val_bpb on the cpu preset (sd 0.0062 of
-  0.0075 from the data order; the same 12 seeds: 0.0062 plain, 0.0042 spread; benchmarks/results/cpu_clock/).
+  0.0075 from the data order): the cpu preset's sd went 0.0064 (41 seeds, plain) -> 0.0044 (24 seeds, spread),
+  same mean (benchmarks/results/cpu_clock/README.md).
   """
   doc_of_piece = np.asarray(doc_of_piece)
   n = len(doc_of_piece)
