@@ -2,6 +2,7 @@
 
     python -m benchmarks.aa_check --trials 20                    # cpu preset, 30 s runs, no added load
     python -m benchmarks.aa_check --trials 20 --load-share 0.5   # a busy-loop process beside half the runs
+    python -m benchmarks.aa_check --trials 20 --replay RUNS.json  # the loop's decisions on scores measured before
 
 Every candidate is the best program itself, so every keep is a false keep. The runs take the real path:
 `arrl.loop.SearchLoop` (baselines, the keep test, confirmation runs; `remeasure` so the program is trained
@@ -42,6 +43,7 @@ from arrl.nanochat_objective import NanochatEvaluator
 from arrl.nanochat_space import nanochat_space
 from arrl.oracle import STOP_FILE, Oracle
 from arrl.runner import Executor, TrialJob, TrialResult
+from arrl.trial import Status
 
 OLD_K = 2.0            # the old rule: keep iff best - candidate > 2 sigma
 OLD_BASELINES = 2      # ... with sigma and best from 2 baseline runs
@@ -95,6 +97,46 @@ class LoadedExecutor:
       self.load = []
 
 
+class MissingSeed(Exception):
+  """A replayed run needs a seed whose score was not measured."""
+
+
+@dataclasses.dataclass
+class ReplayExecutor:
+  """Returns the measured result of the job's seed instead of training: `scores` maps seed -> run record."""
+  scores: dict[int, dict[str, Any]]
+  source: str = "the replay file"
+
+  def run(self, job: TrialJob, monitor: Any = None, cancel: Callable[[], bool] | None = None) -> TrialResult:
+    seed = job.payload["seed"]
+    if seed not in self.scores:
+      raise MissingSeed(f"{self.source}: no score measured for seed {seed} (measured: {len(self.scores)} seeds, "
+                        f"{min(self.scores)}-{max(self.scores)}); measure it with benchmarks.seed_spread --first-seed")
+    r = self.scores[seed]
+    return TrialResult(trial_id=job.trial_id, status=Status.OK, val_bpb=r["val_bpb"], num_steps=r["steps"],
+                       training_seconds=r.get("training_seconds"), training_wall_seconds=r.get("training_wall_seconds"))
+
+
+def measured_scores(path: str) -> dict[int, dict[str, Any]]:
+  """seed -> {val_bpb, steps, ...} from a `benchmarks.seed_spread --out` file or an A/A check's json."""
+  try:
+    with open(path) as f:
+      runs = json.load(f)["runs"]
+    out: dict[int, dict[str, Any]] = {}
+    for r in runs:
+      if r.get("status", "ok") in ("baseline", "keep", "discard", "confirm", "ok") and r.get("val_bpb") is not None:
+        if r.get("data_seed", r["seed"]) != r["seed"]:
+          raise ValueError(f"seed {r['seed']} ran on data-order seed {r['data_seed']} (a --vary run, not a loop's run)")
+        rec = {"val_bpb": float(r["val_bpb"]), "steps": int(r.get("steps", r.get("num_steps"))),
+               "training_seconds": r.get("training_seconds"), "training_wall_seconds": r.get("training_wall_seconds")}
+        seen = out.setdefault(int(r["seed"]), rec)
+        if (seen["val_bpb"], seen["steps"]) != (rec["val_bpb"], rec["steps"]):
+          raise ValueError(f"seed {r['seed']} has two different scores")
+    return out
+  except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    raise SystemExit(f"error: --replay {path}: {e}")
+
+
 def make_loop(run_dir: str, preset: str, budget_s: float, compile_cap_s: float, executor: Executor,
               config: LoopConfig, env_digest: str, seed: int = 0, cache_dir: str | None = None) -> SearchLoop:
   from nanochat_jax.env import get_preset
@@ -140,7 +182,7 @@ def _spread(rows: list[dict]) -> dict[str, Any]:
   return {"runs": len(rows), "mean_val_bpb": float(np.mean(vals)) if vals else None,
           "sd_val_bpb": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
           "mean_steps": float(np.mean([r["num_steps"] for r in rows])) if rows else None,
-          "mean_training_seconds": float(np.mean([r["training_seconds"] for r in rows])) if rows else None,
+          "mean_training_seconds": _mean([r["training_seconds"] for r in rows]),
           "mean_wall_seconds": _mean([r.get("training_wall_seconds") for r in rows])}
 
 
@@ -237,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--run-dir", help="default: runs/aa_check-<tag>")
   p.add_argument("--out", default=os.path.join("benchmarks", "results"))
   p.add_argument("--cache-dir")
+  p.add_argument("--replay", metavar="FILE", help="decide on the scores FILE measured per seed; train nothing")
   args = p.parse_args(argv)
   if args.trials < 1 or not 0 <= args.load_share <= 1 or args.load_procs < 1:
     p.error("need --trials >= 1, --load-share in [0, 1] and --load-procs >= 1")
@@ -249,13 +292,19 @@ def main(argv: list[str] | None = None) -> int:
   run_dir = args.run_dir or os.path.join("runs", f"aa_check-{tag}")
   preset = get_preset(args.preset)
   digest = load_run_data(preset, None, None, args.cache_dir).env_digest(preset, args.budget_s)
-  executor = LoadedExecutor(LocalProcessExecutor(env=worker_env()), args.load_share, args.load_procs, args.seed)
+  if args.replay:
+    if args.load_share:
+      p.error("--replay trains nothing: --load-share does not apply")
+    executor: Executor = ReplayExecutor(measured_scores(args.replay), args.replay)
+  else:
+    executor = LoadedExecutor(LocalProcessExecutor(env=worker_env()), args.load_share, args.load_procs, args.seed)
   loop = make_loop(run_dir, preset.name, args.budget_s, preset.compile_cap_s, executor,
                    LoopConfig(noise_repeats=args.noise_repeats, false_keep=args.false_keep, confirm=args.confirm),
                    digest, args.seed, args.cache_dir)
   load_avg = {"start": [round(x, 2) for x in os.getloadavg()], "end": []}
   os.makedirs(args.out, exist_ok=True)
-  title = f"A/A check: {preset.name} preset, {args.budget_s:g} s runs ({tag}, {time.strftime('%Y-%m-%d %H:%M %Z')})"
+  title = (f"A/A check: {preset.name} preset, {args.budget_s:g} s runs ({tag}, {time.strftime('%Y-%m-%d %H:%M %Z')})"
+           + (f"; replayed on the scores of {args.replay}" if args.replay else ""))
 
   def report() -> None:
     load_avg["end"] = [round(x, 2) for x in os.getloadavg()]
@@ -265,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, f"aa_check_{tag}.md"), "w") as f:
       f.write(markdown(summary, title))
 
-  run_check(loop, args.trials, report)
+  try:
+    run_check(loop, args.trials, report)
+  except MissingSeed as e:
+    print(f"stopped early: {e}", file=sys.stderr)
   report()
   print(open(os.path.join(args.out, f"aa_check_{tag}.md")).read())
   return 0

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     seed, data_seed = seeds_of(args.vary, i)
     r = train_lib.train(program, preset, data, seed=seed, data_seed=data_seed, log=lambda s: None)
     runs.append({"seed": seed, "data_seed": data_seed, "steps": r.num_steps, "val_bpb": r.val_bpb,
-                 "training_wall_seconds": round(r.training_wall_seconds, 1), "load": round(os.getloadavg()[0], 2)})
+                 "training_seconds": round(r.training_seconds, 1),
+                 "training_wall_seconds": round(r.training_wall_seconds, 1), "load": round(os.getloadavg()[0], 2),
+                 "env_digest": r.env_digest})
     print(json.dumps(runs[-1]), flush=True)
   scores = [r["val_bpb"] for r in runs]
   summary = {"preset": preset.name, "settings": args.set, "vary": args.vary, "steps": args.steps or "budget clock",

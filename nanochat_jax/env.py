@@ -19,6 +19,7 @@ DIVERGENCE_LOSS = 100.0          # a training loss above this (or NaN/inf) ends 
 VOCAB_SIZE = 8192                # including 4 special tokens
 MAX_BUDGET_S = 24 * 3600.0       # longest training budget accepted (train CLI, arrl.main, run_trial)
 BUDGET_CLOCK = "preset-cpu-clock-v2"  # what a budget second is: see `budget_clock` and `Preset.cpu_clock`
+DATA_ORDER = "doc-spread-v1"     # how a seed orders the training pieces: `loader.spread_order`
 CORES_ENV = "ARRL_TRIAL_CORES"   # cores granted to a trial (set by arrl's slots and Ray executor)
 CPU_CLOCK_WALL_SLACK = 10.0      # a CPU trial may take this many budgets of wall time before it times out
 # A budget second of a "flops" CPU clock: what the 2-core reference machine (AMD EPYC, XLA CPU, float32) computes
@@ -153,7 +154,7 @@ def check_budget(budget_s: Any) -> float:
 def env_digest(preset: Preset, corpus_digest: str, tokenizer_digest: str) -> str:
   """sha256 (16 hex) of everything that must stay fixed for results to compare."""
   blob = json.dumps({
-      "protocol": EVAL_PROTOCOL, "clock": BUDGET_CLOCK, "divergence_loss": DIVERGENCE_LOSS, "preset": preset.frozen_dict(),
+      "protocol": EVAL_PROTOCOL, "clock": BUDGET_CLOCK, "data_order": DATA_ORDER, "divergence_loss": DIVERGENCE_LOSS, "preset": preset.frozen_dict(),
       "corpus": corpus_digest, "tokenizer": tokenizer_digest,
   }, sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,4 +1,5 @@
 """benchmarks.aa_check's logic on a fake executor: no training, the same loop and evaluator path."""
+import json
 import random
 
 import pytest
@@ -55,3 +56,35 @@ def test_binomial_interval():
   assert aa_check.binomial_ci(0, 20) == pytest.approx((0.0, 0.1684), abs=1e-4)   # 1 - 0.025 ** (1 / 20)
   lo, hi = aa_check.binomial_ci(1, 20)
   assert lo == pytest.approx(0.00127, abs=1e-5) and hi == pytest.approx(0.2487, abs=1e-4)
+
+
+def test_replay_makes_the_decisions_of_the_measured_runs(tmp_path):
+  # A check on a fake executor whose score is a function of the seed, then the same check replayed on its json.
+  fake = FakeExecutor()
+  fake.outer = aa_check.LoadedExecutor(fake, share=0.0)
+  live = aa_check.make_loop(str(tmp_path / "live"), "tiny", 30.0, 60.0, fake.outer, LoopConfig(noise_repeats=3),
+                            env_digest="test")
+  aa_check.run_check(live, 12, lambda: None)
+  measured = tmp_path / "aa.json"
+  measured.write_text(json.dumps({"runs": aa_check.summarize(live, 0.0, 0, {"start": [], "end": []})["runs"]}))
+  scores = aa_check.measured_scores(str(measured))
+  assert sorted(scores) == list(range(len(fake.seen)))
+  replay = aa_check.make_loop(str(tmp_path / "replay"), "tiny", 30.0, 60.0, aa_check.ReplayExecutor(scores),
+                              LoopConfig(noise_repeats=3), env_digest="test")
+  aa_check.run_check(replay, 12, lambda: None)
+  key = lambda loop: [(r["trial_id"], r["status"], r["val_bpb"], r["seed"]) for r in aa_check.rows(loop)]
+  assert key(replay) == key(live) and any(r["status"] == "discard" for r in aa_check.rows(live))
+  with pytest.raises(aa_check.MissingSeed, match=f"seed {len(fake.seen)}"):
+    aa_check.run_check(replay, 13, lambda: None)   # the next candidate needs a seed nobody measured
+
+
+@pytest.mark.parametrize("runs, message", [
+    ([{"seed": 1, "data_seed": 1, "steps": 9, "val_bpb": 1.0}, {"seed": 1, "data_seed": 1, "steps": 9, "val_bpb": 1.1}],
+     "two different scores"),
+    ([{"seed": 2, "data_seed": 0, "steps": 9, "val_bpb": 1.0}], "data-order seed 0"),
+])
+def test_replay_refuses_ambiguous_scores(tmp_path, runs, message):
+  path = tmp_path / "runs.json"
+  path.write_text(json.dumps({"runs": runs}))
+  with pytest.raises(SystemExit, match=message):
+    aa_check.measured_scores(str(path))

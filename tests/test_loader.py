@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from nanochat_jax.loader import Prefetcher, pack_rows, split_long_docs, train_batches, val_batches
+from nanochat_jax.loader import Prefetcher, pack_rows, split_long_docs, spread_order, train_batches, val_batches
 
 BOS = 0
 
@@ -140,6 +140,23 @@ def test_train_batches_reshuffle_every_epoch():
   epochs = [order[i:i + 20] for i in range(0, 60, 20)]
   assert all(sorted(e) == list(range(20)) for e in epochs)  # each epoch visits every document once
   assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_spread_order_keeps_every_prefix_close_to_each_documents_share():
+  sizes = [1, 2, 3, 5, 8, 13, 40, 100]
+  doc = np.repeat(np.arange(len(sizes)), sizes)
+
+  def worst_prefix_gap(order):  # max over prefixes k and documents d of |pieces of d in the prefix - k n_d / N|
+    seen = np.cumsum(np.eye(len(sizes))[doc[order]], axis=0)
+    return np.abs(seen - np.arange(1, len(doc) + 1)[:, None] * np.array(sizes) / len(doc)).max()
+
+  for seed in range(20):
+    order = spread_order(doc, np.random.default_rng(seed))
+    assert sorted(order.tolist()) == list(range(len(doc)))            # a permutation: an epoch sees every piece
+    assert worst_prefix_gap(order) < 2.5                               # plain permutations: 3.8-9.7 here
+    inside = [i for i in order if doc[i] == 7]
+    assert inside != sorted(inside)                                    # a document's pieces come in random order
+  assert min(worst_prefix_gap(np.random.default_rng(s).permutation(len(doc))) for s in range(20)) > 2.5
 
 
 def test_long_docs_are_split_not_discarded():
