@@ -7,8 +7,11 @@
 Each iteration runs a batch of `--envs` searches of `--trials` trials at once, one per task drawn from the
 training distribution: the procedural prior of synthetic spaces (`arrl.ppo.tasks.synthetic`) and, with
 `--data synthetic,nas`, the NAS-Bench-Graph tables cs, physics, photo, computers, arxiv and proteins. cora,
-citeseer and pubmed are held out (`arrl.ppo.tasks.HELD_OUT`): asking for them is an error, and validation runs
-on fresh synthetic tasks only. The network carries over between episodes; the in-context history starts empty
+citeseer and pubmed are held out (`arrl.ppo.tasks.HELD_OUT`): asking for them is an error. Validation runs on
+fixed fresh synthetic tasks and, with NAS data, on `--eval-nas` episodes per training dataset with fixed agent
+seeds that training never draws (the synthetic validation alone did not predict the NAS tables); its `combined`
+value is the mean of the two sources' mean regret over the run, and the run keeps the parameters of its best
+combined point in OUT/best.npz (`--ship-best` ships them). The network carries over between episodes; the in-context history starts empty
 in each. The objective is the mean normalised regret of the search's kept best over the run (0 at the optimum,
 ~1 for a typical random program): the area under the regret curve, so every budget counts. Its reward is the
 potential-shaped form (`Episode.step`): a trial that lowers the regret by d, with a share f of the budget still
@@ -27,8 +30,9 @@ here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_
 (fresh optimizer state; a network of another config is an error); a resumed run keeps its own state. The card
 then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
 
-Writes OUT/ckpt (orbax: network, optimizer, iteration), OUT/progress.json (validation curve, throughput),
-OUT/learning_curve.png; `--ship` writes the network and its model card to arrl/ppo/pretrained/.
+Writes OUT/ckpt (orbax: network, optimizer, iteration), OUT/progress.json (validation curve, throughput, best
+point), OUT/best.npz, OUT/learning_curve.png; `--ship` writes the network (the last one, or with `--ship-best` the
+best-validation one) and its model card to arrl/ppo/pretrained/.
 """
 from __future__ import annotations
 
@@ -188,6 +192,12 @@ def ppo_batch(res: Sequence[Rollout], gamma: float, lam: float, size: int,
           returns[keep].astype(np.float32), returns)
 
 
+def regret_summary(curves: np.ndarray) -> dict[str, float]:
+  """[episodes, trials] regret curves -> their mean over the run, at the end and after 25 trials."""
+  return {"mean_regret": float(curves.mean()), "final_regret": float(curves[:, -1].mean()),
+          "regret_at_25": float(curves[:, min(24, curves.shape[1] - 1)].mean())}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Training.
 
@@ -203,6 +213,7 @@ class Config:
   datasets: tuple[str, ...] = NAS_TRAIN
   eval_every: int = 5
   eval_tasks: int = 16
+  eval_nas: int = 2              # validation episodes per NAS training dataset (when "nas" is in data; 0 = none)
   gamma: float = 1.0             # the shaped rewards already weigh a gain by the budget left after it
   gae_lambda: float = 0.95
   lr: float = 3e-4
@@ -217,8 +228,8 @@ class Config:
     bad = sorted(set(self.data) - set(DATA))
     if bad or not self.data:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
-    if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10:
-      raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1 and --trials >= 10")
+    if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
+      raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -255,8 +266,9 @@ class Pretrainer:
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
     self.progress_path = os.path.join(cfg.out, "progress.json")
+    self.best_path = os.path.join(cfg.out, "best.npz")
     self.progress: dict[str, Any] = {"config": dataclasses.asdict(cfg), "iteration": 0, "curve": [], "log": [],
-                                     "trials": 0, "seconds": 0.0, "parent": None}
+                                     "trials": 0, "seconds": 0.0, "parent": None, "best": None}
     self._nas: dict[str, Task] = {}
     self._val: list[Task] | None = None
     resume = os.path.exists(self.progress_path)
@@ -267,12 +279,18 @@ class Pretrainer:
     if resume:
       with open(self.progress_path) as f:
         saved = json.load(f)
-      if saved["config"]["seed"] != cfg.seed or tuple(saved["config"]["data"]) != cfg.data:
-        raise ValueError(f"{cfg.out} holds a run with seed {saved['config']['seed']} and data {saved['config']['data']}; "
-                         "use another --out")
+      old = saved["config"]
+      # a validation curve (and its best point) compares like with like only
+      old_nas = old.get("eval_nas", 0) if "nas" in old["data"] else 0
+      if (old["seed"], tuple(old["data"]), old["eval_tasks"], old_nas) != (
+          cfg.seed, cfg.data, cfg.eval_tasks, cfg.eval_nas if "nas" in cfg.data else 0):
+        raise ValueError(f"{cfg.out} holds a run with seed {old['seed']}, data {old['data']}, --eval-tasks "
+                         f"{old['eval_tasks']} and --eval-nas {old_nas}; use another --out")
       # the run keeps what it started from, whatever --init-from says now (the parent may have been replaced)
-      self.progress = {"parent": None, **saved,
+      self.progress = {"parent": None, "best": None, **saved,
                        "config": {**dataclasses.asdict(cfg), "init_from": saved["config"].get("init_from")}}
+      for point in self.progress["curve"]:  # a run from before NAS validation: synthetic only
+        point.setdefault("combined", point["mean_regret"])
       restored = self.store.restore(self.progress["iteration"], {"params": self.params, "opt_state": self.opt_state,
                                                                  "key": self.key})  # step 0 too: a parent's copy
       self.params, self.opt_state, self.key = restored["params"], restored["opt_state"], restored["key"]
@@ -281,26 +299,64 @@ class Pretrainer:
     out = []
     for _ in range(n):
       if "nas" in self.cfg.data and ("synthetic" not in self.cfg.data or rng.random() < self.cfg.nas_share):
-        name = self.cfg.datasets[int(rng.integers(len(self.cfg.datasets)))]
-        if name not in self._nas:
-          self._nas[name] = nas_task(name)
-        out.append(self._nas[name])
+        out.append(self.nas(self.cfg.datasets[int(rng.integers(len(self.cfg.datasets)))]))
       else:
         out.append(synthetic(rng))
     return out
 
-  def validate(self) -> dict[str, float]:
-    """Mean normalised regret (over the run and at its end) on fixed fresh synthetic tasks (never held-out data)."""
+  def nas(self, name: str) -> Task:
+    if name not in self._nas:
+      self._nas[name] = nas_task(name)
+    return self._nas[name]
+
+  def validate(self) -> dict[str, Any]:
+    """One validation point (never held-out data): the normalised regret (mean over the run, after 25 trials, at
+    the end) on fixed fresh synthetic tasks (top-level keys, as in runs before NAS validation) and, with NAS
+    data, on `eval_nas` episodes per training dataset ("nas"); "combined" is the mean of the two sources' mean
+    regret over the run (the synthetic one alone without NAS validation)."""
     if self._val is None:  # drawn once: building a task's optimum costs ~0.1-0.4 s
       rng = np.random.default_rng([self.cfg.seed, 10 ** 6])
       self._val = [synthetic(rng, f"val{i}") for i in range(self.cfg.eval_tasks)]
-    tasks = self._val
-    rngs = [np.random.default_rng([self.cfg.seed, 10 ** 6, i]) for i in range(len(tasks))]
-    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
+      if "nas" in self.cfg.data:
+        self._val += [self.nas(d) for d in self.cfg.datasets for _ in range(self.cfg.eval_nas)]
+    n = self.cfg.eval_tasks
+    # agent seeds: [seed, 10**6, i] for synthetic task i, [seed, 10**6 + 1, j] for NAS episode j; training's
+    # are [seed, iteration, env] with iteration < 10**6
+    rngs = [np.random.default_rng([self.cfg.seed, 10 ** 6 + (i >= n), i if i < n else i - n])
+            for i in range(len(self._val))]
+    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, self._val, self.cfg.trials, rngs)
     # an exhausted space keeps its last regret for the rest of the budget
     curves = np.array([(r.episode.regrets + [r.episode.regrets[-1]] * self.cfg.trials)[:self.cfg.trials] for r in res])
-    return {"mean_regret": float(curves.mean()), "final_regret": float(curves[:, -1].mean()),
-            "regret_at_25": float(curves[:, min(24, curves.shape[1] - 1)].mean())}
+    point: dict[str, Any] = regret_summary(curves[:n])
+    point["combined"] = point["mean_regret"]
+    if len(self._val) > n:
+      nas = curves[n:]
+      point["nas"] = {**regret_summary(nas), "per_dataset": {
+          d: float(nas[k * self.cfg.eval_nas:(k + 1) * self.cfg.eval_nas].mean()) for k, d in enumerate(self.cfg.datasets)}}
+      point["combined"] = (point["mean_regret"] + point["nas"]["mean_regret"]) / 2
+    return point
+
+  def keep_best(self) -> None:
+    """Keeps the parameters of the lowest combined validation so far in OUT/best.npz with their iteration (written
+    before progress.json names them: after a kill in between, `--ship-best` sees the iterations differ and refuses;
+    the resumed run repeats that point and writes both again)."""
+    point, best = self.progress["curve"][-1], self.progress["best"]
+    if best is None or point["combined"] < best["combined"]:
+      tmp = f"{self.best_path}.{os.getpid()}.tmp.npz"
+      np.savez(tmp, params=np.asarray(self.params, np.float32), iteration=point["iteration"])
+      os.replace(tmp, self.best_path)
+      self.progress["best"] = {"iteration": point["iteration"], "combined": point["combined"]}
+
+  def best_params(self) -> np.ndarray:
+    """The parameters of the best combined validation point (one clear error when there are none)."""
+    best = self.progress["best"]
+    if best is None or not os.path.exists(self.best_path):
+      raise ValueError(f"{self.best_path}: no best validation point kept (a run from before --ship-best)")
+    with np.load(self.best_path) as z:
+      if int(z["iteration"]) != best["iteration"]:
+        raise ValueError(f"{self.best_path}: holds iteration {int(z['iteration'])}, {self.progress_path} names "
+                         f"{best['iteration']} (killed between the two writes: resume the run)")
+      return z["params"]
 
   def iterate(self, it: int) -> dict[str, float]:
     import jax
@@ -338,6 +394,7 @@ class Pretrainer:
     os.makedirs(self.cfg.out, exist_ok=True)
     if not self.progress["curve"]:
       self.progress["curve"].append({"iteration": 0, **self.validate()})
+      self.keep_best()
       self.save()
     with Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[info]}")) as bar:
@@ -352,11 +409,12 @@ class Pretrainer:
         self.progress["log"].append({"iteration": self.progress["iteration"], "seconds": dt, **metrics})
         if self.progress["iteration"] % self.cfg.eval_every == 0 or self.progress["iteration"] == self.cfg.iterations:
           self.progress["curve"].append({"iteration": self.progress["iteration"], **self.validate()})
+          self.keep_best()
         self.save()
         rate = self.progress["trials"] / max(self.progress["seconds"], 1e-9) * 60
         bar.update(task, completed=self.progress["iteration"],
                    info=f"train regret {metrics['train_regret']:.3f} return {metrics['train_return']:.3f}  "
-                        f"kl {metrics['approx_kl']:.3f}  val {self.progress['curve'][-1]['mean_regret']:.3f}"
+                        f"kl {metrics['approx_kl']:.3f}  val {self.progress['curve'][-1]['combined']:.3f}"
                         f"  {rate:,.0f} trials/min")
     plot(self.progress, os.path.join(self.cfg.out, "learning_curve.png"))
 
@@ -369,12 +427,19 @@ def plot(progress: dict, path: str) -> None:
   except ImportError:
     return
   curve = progress["curve"]
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for key, label in (("mean_regret", "mean over the run"), ("regret_at_25", "after 25 trials"),
-                     ("final_regret", "at the end")):
-    ax.plot([c["iteration"] for c in curve], [c[key] for c in curve], marker="o", label=label)
+  its = [c["iteration"] for c in curve]
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for key, label in (("mean_regret", "synthetic, mean over the run"), ("regret_at_25", "synthetic, after 25 trials"),
+                     ("final_regret", "synthetic, at the end")):
+    ax.plot(its, [c[key] for c in curve], marker="o", ms=3, alpha=0.6, label=label)
+  if "nas" in curve[-1]:
+    ax.plot(its, [c["nas"]["mean_regret"] for c in curve], marker="s", ms=3, label="NAS training sets, mean over the run")
+    ax.plot(its, [c["combined"] for c in curve], color="k", lw=2, label="combined (mean of the two)")
+  best = progress.get("best")
+  if best is not None:
+    ax.plot([best["iteration"]], [best["combined"]], "r*", ms=14, label=f"best combined (iteration {best['iteration']})")
   ax.set_xlabel(f"meta-training iteration ({progress['config']['envs']} episodes of {progress['config']['trials']} trials)")
-  ax.set_ylabel("normalised regret (validation synthetic tasks)")
+  ax.set_ylabel("normalised regret (validation)")
   ax.legend()
   ax.grid(alpha=0.3)
   fig.tight_layout()
@@ -395,7 +460,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  help=f"NAS-Bench-Graph training datasets ({', '.join(HELD_OUT)} are held out)")
   p.add_argument("--nas-share", type=float, default=defaults.nas_share)
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
-  p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks)
+  p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
+  p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
+                 help="validation episodes per NAS training dataset (with --data ...nas; 0 = none)")
   p.add_argument("--lr", type=float, default=defaults.lr)
   p.add_argument("--init-from", metavar="shipped|DIR",
                  help="start from the shipped network or a --ship-to DIR's (a fresh --out only: a resumed run keeps "
@@ -403,19 +470,25 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p.add_argument("--ship", action="store_true", help="write the trained network to arrl/ppo/pretrained/")
   p.add_argument("--ship-to", help="write the trained network and its card to this directory instead (for ablations: "
                                    "PPOAgent(init_from=DIR))")
+  p.add_argument("--ship-best", action="store_true",
+                 help="ship the network of the best combined validation point instead of the last one")
   args = p.parse_args(argv)
   split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())
   try:
     cfg = Config(out=args.out, iterations=args.iterations, envs=args.envs, trials=args.trials, seed=args.seed,
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
-                 eval_every=args.eval_every, eval_tasks=args.eval_tasks, lr=args.lr, init_from=args.init_from)
+                 eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
+                 init_from=args.init_from)
   except ValueError as e:
     p.error(str(e))
-  return cfg, args.ship_to or (PRETRAINED if args.ship else None)
+  ship = args.ship_to or (PRETRAINED if args.ship else None)
+  if args.ship_best and not ship:
+    p.error("--ship-best: needs --ship or --ship-to")
+  return cfg, ship, args.ship_best
 
 
 def main(argv: list[str] | None = None) -> int:
-  cfg, ship = parse_args(argv)
+  cfg, ship, ship_best = parse_args(argv)
   try:
     trainer = Pretrainer(cfg)
   except ValueError as e:
@@ -424,18 +497,32 @@ def main(argv: list[str] | None = None) -> int:
   trainer.run()
   prog = trainer.progress
   print(f"{prog['iteration']} iterations, {prog['trials']:,} simulated trials in {prog['seconds']:.0f} s "
-        f"({prog['trials'] / max(prog['seconds'], 1e-9) * 60:,.0f} trials/min); validation regret "
-        f"{prog['curve'][0]['mean_regret']:.3f} -> {prog['curve'][-1]['mean_regret']:.3f}", file=sys.stderr)
+        f"({prog['trials'] / max(prog['seconds'], 1e-9) * 60:,.0f} trials/min); validation regret (combined) "
+        f"{prog['curve'][0]['combined']:.3f} -> {prog['curve'][-1]['combined']:.3f}" +
+        (f", best {prog['best']['combined']:.3f} at iteration {prog['best']['iteration']}" if prog["best"] else ""),
+        file=sys.stderr)
   if ship:
+    try:
+      params = trainer.best_params() if ship_best else np.asarray(trainer.params)
+    except ValueError as e:
+      print(f"python -m arrl.pretrain: error: {e}", file=sys.stderr)
+      return 2
+    it = prog["best"]["iteration"] if ship_best else prog["iteration"]
+    log = [x for x in prog["log"] if x["iteration"] <= it]   # what the shipped network was trained on
+    trials = sum(x["trials"] for x in log)
+    point = next(c for c in prog["curve"] if c["iteration"] == it) if ship_best else prog["curve"][-1]
     parent = prog.get("parent")
     command = "python -m arrl.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
-    save_pretrained(ship, trainer.net_cfg, np.asarray(trainer.params), {
+    save_pretrained(ship, trainer.net_cfg, params, {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
-        "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": prog["iteration"], "episodes_per_iteration": cfg.envs,
-        "trials_per_episode": cfg.trials, "simulated_trials": prog["trials"], "wall_seconds": round(prog["seconds"]),
-        "validation": prog["curve"][-1], "validation_start": prog["curve"][0], "parent": parent,
-        "lineage_iterations": prog["iteration"] + (parent["lineage_iterations"] if parent else 0),
-        "lineage_simulated_trials": prog["trials"] + (parent["lineage_simulated_trials"] if parent else 0)})
+        "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
+        "trials_per_episode": cfg.trials, "simulated_trials": trials,
+        "wall_seconds": round(sum(x["seconds"] for x in log)),
+        "validation": point, "validation_start": prog["curve"][0],
+        "shipped_point": (f"best combined validation: iteration {it} of {prog['iteration']}" if ship_best
+                          else f"the last iteration ({it})"),
+        "parent": parent, "lineage_iterations": it + (parent["lineage_iterations"] if parent else 0),
+        "lineage_simulated_trials": trials + (parent["lineage_simulated_trials"] if parent else 0)})
     print(f"wrote {ship}", file=sys.stderr)
   return 0
 

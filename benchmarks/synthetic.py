@@ -5,9 +5,18 @@ with seeds that neither meta-training nor its validation use.
     python -m benchmarks.synthetic --agents ppo-frozen,ppo-fresh-frozen --init new=DIR   # networks, frozen
     python -m benchmarks.synthetic --batch 2 --agents ppo-frozen --init new=DIR --paired ppo-frozen
 
+    python -m benchmarks.synthetic --nas-train --seeds 8 --queries 150 --agents "" --init a=DIR --init b=DIR2 --paired b
+
 A batch of tasks decides something once: `--batch K` draws another batch (K=1 chose the networks shipped in
 meta2 and meta3, K=2 the one of meta4). `--paired AGENT` adds every agent's paired difference to AGENT's mean
 regret over the run, over the tasks.
+
+`--nas-train [D1,D2,...]` runs on the NAS-Bench-Graph training tables instead (all of `arrl.ppo.tasks.NAS_TRAIN`
+by default; the held-out ones are refused): a task is (dataset, agent seed), `--seeds` per dataset, with agent
+seeds SEED_BASE + 1000 (K - 1) + k for k < --seeds in batch K: plain integers, which meta-training (its episodes
+draw from [seed, iteration, env]) and its NAS validation ([seed, 10**6 + 1, j]) never use. Regret is normalised
+as in meta-training (`nas_task`: 0 at the table's best validation accuracy, 1 at its median). Writes
+DIR/nas_train.json and DIR/nas_train.md, with each agent's mean over the run per dataset.
 
 Each task is searched once per agent (agent seed = task index) through `arrl.search` with noise_repeats=1 and
 false_keep=0.5 (margin 0), as on NAS-Bench-Graph. The score is the normalised regret of the kept best's noise-free value (0 at
@@ -24,7 +33,7 @@ import time
 import numpy as np
 
 import arrl.search
-from arrl.ppo.tasks import synthetic
+from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
 from benchmarks import report
 from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
 from benchmarks.stats import mean_ci
@@ -54,6 +63,15 @@ def tasks(batch: int, n: int) -> list:
   return [synthetic(np.random.default_rng([SEED_BASE + batch - 1, i]), f"heldout{i}") for i in range(n)]
 
 
+def nas_runs(datasets: list[str], seeds: int, batch: int) -> list[tuple[str, Task, int]]:
+  """(dataset, its task, agent seed) for `seeds` agent seeds per NAS-Bench-Graph training dataset."""
+  out = []
+  for d in datasets:
+    task = nas_task(d)   # refuses held-out datasets
+    out += [(d, task, SEED_BASE + 1000 * (batch - 1) + k) for k in range(seeds)]
+  return out
+
+
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog="python -m benchmarks.synthetic", description=__doc__.split("\n\n")[0])
   p.add_argument("--tasks", type=int, default=16)
@@ -64,56 +82,80 @@ def main(argv: list[str] | None = None) -> int:
                  help="extra agent NAME: the network of `arrl.pretrain --ship-to DIR`, frozen (update_every=0)")
   p.add_argument("--batch", type=int, default=1, help="batch of tasks K: seeds [SEED_BASE + K - 1, task]")
   p.add_argument("--paired", metavar="AGENT", help="paired differences of the mean regret over the run to AGENT's")
+  p.add_argument("--nas-train", nargs="?", const=",".join(NAS_TRAIN), metavar="D1,D2",
+                 help=f"run on NAS-Bench-Graph training datasets (default all: {','.join(NAS_TRAIN)}) instead")
+  p.add_argument("--seeds", type=int, default=8, help="agent seeds per dataset with --nas-train")
   args = p.parse_args(argv)
-  if args.tasks < 2 or args.queries < 2 or args.batch < 1:
-    p.error("--tasks and --queries must be >= 2, --batch >= 1")
+  if args.tasks < 2 or args.queries < 2 or args.batch < 1 or args.seeds < 1:
+    p.error("--tasks and --queries must be >= 2, --batch and --seeds >= 1")
+  if args.nas_train is None:
+    runs = [("synthetic", task, i) for i, task in enumerate(tasks(args.batch, args.tasks))]
+  else:
+    datasets = [d.strip() for d in args.nas_train.split(",") if d.strip()]
+    for d in datasets:
+      try:
+        check_dataset(d)
+      except ValueError as e:
+        p.error(f"--nas-train: {e}")
+    runs = nas_runs(datasets, args.seeds, args.batch)
+  n = len(runs)
   networks = {name: ("ppo", {**opts, "update_every": 0}) for name, opts in init_variants(args.init, p.error).items()}
   agents = [a.strip() for a in args.agents.split(",") if a.strip()] + list(networks)
   if args.paired is not None and args.paired not in agents:
     p.error(f"--paired {args.paired!r} is not one of the agents run ({', '.join(agents)})")
-  batch = tasks(args.batch, args.tasks)
   summary = {}
   for agent in agents:
     name, options = {**VARIANTS, **networks}.get(agent, (agent, {}))
     curves, t0 = [], time.perf_counter()
-    for i, task in enumerate(batch):
-      res = arrl.search.search(task.space, task.objective, agent=name, max_trials=args.queries, seed=i,
+    for _, task, seed in runs:
+      res = arrl.search.search(task.space, task.objective, agent=name, max_trials=args.queries, seed=seed,
                                noise_repeats=1, false_keep=0.5, agent_kwargs=options)
       curves.append(regret_curve(task, res.trials, args.queries))
     mean, lo, hi = mean_ci(np.array(curves))
     at = {str(q): {"mean": float(mean[q - 1]), "lo": float(lo[q - 1]), "hi": float(hi[q - 1])}
           for q in [*(c for c in CHECKPOINTS if c < args.queries), args.queries]}
-    summary[agent] = {"at": at, "run_mean": interval(np.mean(curves, axis=1)),
-                      "seconds_per_run": (time.perf_counter() - t0) / len(batch), "curves": curves}
+    run_means = np.mean(curves, axis=1)
+    summary[agent] = {"at": at, "run_mean": interval(run_means),
+                      "per_dataset": {d: float(run_means[[r[0] == d for r in runs]].mean()) for d, _, _ in runs},
+                      "seconds_per_run": (time.perf_counter() - t0) / n, "curves": curves}
     print(f"{agent}: " + ", ".join(f"@{q} {v['mean']:.3f}" for q, v in at.items()), file=sys.stderr, flush=True)
-  result = {"tasks": args.tasks, "queries": args.queries, "batch": args.batch, "machine": report.machine(),
-            "agents": summary}
+  result = {"tasks": n, "queries": args.queries, "batch": args.batch, "machine": report.machine(),
+            "runs": [{"dataset": d, "seed": seed} for d, _, seed in runs], "agents": summary}
   os.makedirs(args.out, exist_ok=True)
+  stem = "synthetic" if args.nas_train is None else "nas_train"
+  command = (f"--tasks {args.tasks} --batch {args.batch}" if args.nas_train is None else
+             f"--nas-train {args.nas_train} --seeds {args.seeds} --batch {args.batch}")
   qs = list(next(iter(summary.values()))["at"])
-  lines = ["# Held-out synthetic tasks", "",
-           f"`python -m benchmarks.synthetic --tasks {args.tasks} --queries {args.queries} --batch {args.batch}` on "
+  lines = ["# Held-out synthetic tasks" if args.nas_train is None else "# NAS-Bench-Graph training datasets", "",
+           f"`python -m benchmarks.synthetic {command} --queries {args.queries}` on "
            f"{result['machine']['cpu']}, {result['machine']['date']}, git {result['machine']['git_commit']}, load "
            f"{result['machine']['load_average']}.", "",
            "Normalised regret of the best program found after N queries (0 = optimum, ~1 = a typical random program), "
-           f"mean [95% t-interval] over {args.tasks} tasks.", "",
+           f"mean [95% t-interval] over {n} {'tasks' if args.nas_train is None else '(dataset, agent seed) runs'}.", "",
            "| agent | " + " | ".join(f"{q} queries" for q in qs) + " | mean over the run | s/run |",
            "|---|" + "---|" * (len(qs) + 2)]
   cell = lambda v: f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
-  for agent, s in sorted(summary.items(), key=lambda kv: kv[1]["at"][qs[-1]]["mean"]):
+  order = sorted(summary, key=lambda a: summary[a]["run_mean"]["mean"])
+  for agent in order:
+    s = summary[agent]
     lines.append(f"| {agent} | " + " | ".join(cell(s["at"][q]) for q in qs) +
                  f" | {cell(s['run_mean'])} | {s['seconds_per_run']:.1f} |")
+  if args.nas_train is not None:
+    ds = list(summary[order[0]]["per_dataset"])
+    lines += ["", "Mean over the run per dataset:", "", "| agent | " + " | ".join(ds) + " |", "|---|" + "---|" * len(ds)]
+    lines += [f"| {a} | " + " | ".join(f"{summary[a]['per_dataset'][d]:.3f}" for d in ds) + " |" for a in order]
   if args.paired is not None:
     ref = np.mean(summary[args.paired]["curves"], axis=1)
-    lines += ["", f"Paired over the {args.tasks} tasks: mean regret over the run minus {args.paired}'s, mean [95% "
+    lines += ["", f"Paired over the {n} tasks: mean regret over the run minus {args.paired}'s, mean [95% "
                   "t-interval], and on how many tasks it is lower.", ""]
     for agent in (a for a in summary if a != args.paired):
       d = np.mean(summary[agent]["curves"], axis=1) - ref
       v = summary[agent]["paired"] = {"against": args.paired, **interval(d), "lower_on": int(np.sum(d < 0))}
       lines.append(f"- {agent} - {args.paired}: {v['mean']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}], lower on "
-                   f"{v['lower_on']} of {args.tasks}")
-  with open(os.path.join(args.out, "synthetic.md"), "w") as f:
+                   f"{v['lower_on']} of {n}")
+  with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  with open(os.path.join(args.out, "synthetic.json"), "w") as f:
+  with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
     json.dump(result, f, separators=(",", ":"))
   return 0
 

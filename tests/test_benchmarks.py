@@ -186,3 +186,24 @@ def test_a_new_synthetic_batch_has_other_tasks_and_paired_differences(tmp_path):
   assert "local - uniform:" in (tmp_path / "synthetic.md").read_text()
   with pytest.raises(SystemExit):
     synthetic.main(["--agents", "local", "--paired", "tpe", "--out", str(tmp_path)])
+
+
+def test_the_nas_training_benchmark_runs_agent_seeds_per_dataset_and_refuses_held_out_sets(tmp_path, capsys):
+  from benchmarks import synthetic
+  from arrl.ppo.tasks import HELD_OUT
+  assert synthetic.main(["--nas-train", "cs,photo", "--seeds", "2", "--queries", "6", "--agents", "local,uniform",
+                         "--batch", "2", "--paired", "uniform", "--out", str(tmp_path)]) == 0
+  res = json.loads((tmp_path / "nas_train.json").read_text())
+  base = synthetic.SEED_BASE + 1000
+  assert res["runs"] == [{"dataset": d, "seed": base + k} for d in ("cs", "photo") for k in range(2)]
+  for s in res["agents"].values():
+    assert len(s["curves"]) == 4 and set(s["per_dataset"]) == {"cs", "photo"}
+    task = synthetic.nas_task("photo")   # the first query is the table's default architecture
+    assert s["curves"][2][0] == pytest.approx(task.regret(task.space.to_params(task.space.default())))
+    assert s["per_dataset"]["photo"] == pytest.approx(np.mean(s["curves"][2:]))
+  text = (tmp_path / "nas_train.md").read_text()
+  assert "| local |" in text and "| cs | photo |" in text and "local - uniform:" in text
+  for d in HELD_OUT:
+    with pytest.raises(SystemExit):
+      synthetic.main(["--nas-train", f"cs,{d}", "--out", str(tmp_path)])
+    assert "held out" in capsys.readouterr().err

@@ -185,3 +185,34 @@ def test_a_shipped_continuation_records_its_parent_and_the_lineage(tmp_path):
   assert b["parent"]["params_sha256"] == a["params_sha256"] and b["parent"]["iterations"] == 1
   assert b["lineage_iterations"] == 2
   assert b["lineage_simulated_trials"] == a["simulated_trials"] + b["simulated_trials"]
+
+
+def test_nas_validation_is_recorded_apart_and_the_best_combined_point_is_kept_and_shipped(tmp_path, capsys):
+  out, ship = tmp_path / "r", tmp_path / "S"
+  args = ["--out", str(out), "--envs", "2", "--trials", "12", "--eval-tasks", "2", "--eval-nas", "1", "--eval-every",
+          "1", "--data", "synthetic,nas", "--datasets", "cs,photo", "--iterations", "2", "--seed", "3"]
+  assert pretrain.main([*args, "--ship-to", str(ship), "--ship-best"]) == 0
+  trainer = pretrain.Pretrainer(pretrain.parse_args(args)[0])  # resumed: nothing left to train
+  curve, best = trainer.progress["curve"], trainer.progress["best"]
+  assert [c["iteration"] for c in curve] == [0, 1, 2]
+  for c in curve:
+    assert set(c["nas"]["per_dataset"]) == {"cs", "photo"}
+    assert c["combined"] == pytest.approx((c["mean_regret"] + c["nas"]["mean_regret"]) / 2)
+  assert best["combined"] == min(c["combined"] for c in curve)
+  trainer.params = trainer.best_params()   # the kept parameters score what their point recorded
+  assert trainer.validate()["combined"] == pytest.approx(best["combined"])
+  card = json.loads((ship / "card.json").read_text())
+  assert card["iterations"] == best["iteration"] and card["validation"]["combined"] == best["combined"]
+  np.testing.assert_array_equal(load_pretrained(str(ship), trainer.net_cfg), trainer.best_params())
+  np.savez(out / "best.npz", params=trainer.best_params(), iteration=best["iteration"] + 7)  # a kill between writes
+  assert pretrain.main([*args, "--ship-to", str(tmp_path / "T"), "--ship-best"]) == 2
+  assert "best.npz: holds iteration" in capsys.readouterr().err and not (tmp_path / "T").exists()
+  with pytest.raises(ValueError, match="--eval-nas 1"):
+    pretrain.Pretrainer(pretrain.parse_args([*args, "--eval-nas", "2"])[0])
+
+
+def test_without_nas_data_validation_is_synthetic_only(tmp_path):
+  trainer = pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / "r"), envs=2, trials=12, eval_tasks=2,
+                                                data=("synthetic",), eval_nas=3))
+  point = trainer.validate()
+  assert "nas" not in point and point["combined"] == point["mean_regret"] and len(trainer._val) == 2
