@@ -11,8 +11,8 @@ citeseer and pubmed are held out (`arrl.ppo.tasks.HELD_OUT`): asking for them is
 fixed fresh synthetic tasks and, with NAS data, on `--eval-nas` episodes per training dataset with fixed agent
 seeds that training never draws (the synthetic validation alone did not predict the NAS tables); its `combined`
 value is the mean of the two sources' mean regret over the run, and the run keeps the parameters of its best
-combined point in OUT/best.npz (`--ship-best` ships them). The network carries over between episodes; the in-context history starts empty
-in each. The objective is the mean normalised regret of the search's kept best over the run (0 at the optimum,
+combined point in OUT/best.npz (`--ship-best` ships them). The network carries over between episodes; the
+in-context history starts empty in each. The objective is the mean normalised regret of the search's kept best over the run (0 at the optimum,
 ~1 for a typical random program): the area under the regret curve, so every budget counts. Its reward is the
 potential-shaped form (`Episode.step`): a trial that lowers the regret by d, with a share f of the budget still
 ahead (itself included), earns d * f, and the undiscounted return is the first regret minus the run's mean
