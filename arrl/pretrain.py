@@ -26,6 +26,13 @@ false_keep=0.5 (margin 0), measured programs served from the cache), and their p
 code (`arrl.ppo.rollout`) with one jitted network call per decision step for the whole batch; so one episode
 here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_kwargs={"update_every": 0})`.
 
+`--hash-shuffle` relabels the hash rows (`batch.hash_permutation`) by a permutation each training episode draws
+first from its RNG: a string keeps one embedding row within an episode and gets another in the next, so the
+network cannot learn what a particular field or value of the NAS-Bench-Graph space (the same space in all
+nine datasets) is worth; validation and `agent="ppo"` keep the identity, to such a network one relabelling among
+all those it trained on. `--eval-datasets` validates on other NAS training datasets than `--datasets` trains on
+(a leave-datasets-out run; the held-out ones are refused here too).
+
 `--init-from shipped|DIR` starts a fresh run from the parameters of the shipped network or of a `--ship-to DIR`
 (fresh optimizer state; a network of another config is an error); a resumed run keeps its own state. The card
 then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
@@ -52,9 +59,9 @@ from arrl.io import write_json_atomic
 from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
-from arrl.ppo.batch import Transition, stack_transitions
+from arrl.ppo.batch import Transition, hash_permutation, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_pretrained, save_pretrained
-from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, observation
+from arrl.ppo.features import FeatureConfig, HistoryStats, Tally
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
 
@@ -132,17 +139,19 @@ class Rollout:
 
 
 def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, tasks: Sequence[Task],
-                 trials: int, rngs: Sequence[np.random.Generator]) -> list[Rollout]:
+                 trials: int, rngs: Sequence[np.random.Generator], hash_shuffle: bool = False) -> list[Rollout]:
   """A batch of whole searches, stepped together: each step encodes every unfinished search in one call, then
-  samples one proposal for each (retrying, like PPOAgent.propose, those that drew a measured program)."""
+  samples one proposal for each (retrying, like PPOAgent.propose, those that drew a measured program). With
+  `hash_shuffle` each episode first draws its relabelling of the hash rows from its RNG (as PPOAgent does)."""
+  perms = [hash_permutation(rng, feat_cfg.buckets) if hash_shuffle else None for rng in rngs]
   eps = [Episode(t, trials) for t in tasks]
   out = [Rollout(e, [], []) for e in eps]
   while not all(e.done for e in eps):
     searches = []
-    for e, rng in zip(eps, rngs):
+    for e, rng, perm in zip(eps, rngs, perms):
       state = e.state()
       stats = HistoryStats.of(state, feat_cfg.reward, tally=e.tally)
-      searches.append(rollout.Search(state, stats, observation(state, stats, feat_cfg), rng))
+      searches.append(rollout.Search.of(state, stats, feat_cfg, rng, perm))
     h, values = rollout.encode(net_cfg, params, searches, SIZES[0])
     want = [not e.done for e in eps]
     found: list[rollout.Sampled | None] = [None] * len(eps)
@@ -211,6 +220,7 @@ class Config:
   data: tuple[str, ...] = DATA
   nas_share: float = 0.25        # share of episodes on NAS-Bench-Graph tables (when "nas" is in data)
   datasets: tuple[str, ...] = NAS_TRAIN
+  eval_datasets: tuple[str, ...] | None = None   # NAS validation datasets (None: `datasets`); never held-out ones
   eval_every: int = 5
   eval_tasks: int = 16
   eval_nas: int = 2              # validation episodes per NAS training dataset (when "nas" is in data; 0 = none)
@@ -221,15 +231,23 @@ class Config:
   minibatches: int = 4
   ent_coef: float = 0.003
   init_from: str | None = None   # "shipped" or a --ship-to directory: the network a fresh run starts from
+  hash_shuffle: bool = False     # each training episode relabels the hash rows (batch.hash_permutation)
 
   def __post_init__(self) -> None:
-    for d in self.datasets:
+    for d in self.datasets + (self.eval_datasets or ()):
       check_dataset(d)
+    if self.eval_datasets is not None and not self.eval_datasets:
+      raise ValueError("--eval-datasets: no dataset given")
     bad = sorted(set(self.data) - set(DATA))
     if bad or not self.data:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
+
+  @property
+  def val_datasets(self) -> tuple[str, ...]:
+    """The NAS datasets validated on (none without NAS data)."""
+    return (self.eval_datasets or self.datasets) if "nas" in self.data else ()
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -286,6 +304,13 @@ class Pretrainer:
           cfg.seed, cfg.data, cfg.eval_tasks, cfg.eval_nas if "nas" in cfg.data else 0):
         raise ValueError(f"{cfg.out} holds a run with seed {old['seed']}, data {old['data']}, --eval-tasks "
                          f"{old['eval_tasks']} and --eval-nas {old_nas}; use another --out")
+      old_val = tuple(old.get("eval_datasets") or old["datasets"]) if "nas" in old["data"] else ()
+      if old_val != cfg.val_datasets:
+        raise ValueError(f"{cfg.out} holds a run validated on {','.join(old_val) or 'no NAS dataset'}, not "
+                         f"{','.join(cfg.val_datasets) or 'none'} (--eval-datasets); use another --out")
+      if old.get("hash_shuffle", False) != cfg.hash_shuffle:  # half a run each way would be neither
+        raise ValueError(f"{cfg.out} holds a run {'with' if old.get('hash_shuffle') else 'without'} --hash-shuffle; "
+                         f"resume it the same way or use another --out")
       # the run keeps what it started from, whatever --init-from says now (the parent may have been replaced)
       self.progress = {"parent": None, "best": None, **saved,
                        "config": {**dataclasses.asdict(cfg), "init_from": saved["config"].get("init_from")}}
@@ -318,7 +343,7 @@ class Pretrainer:
       rng = np.random.default_rng([self.cfg.seed, 10 ** 6])
       self._val = [synthetic(rng, f"val{i}") for i in range(self.cfg.eval_tasks)]
       if "nas" in self.cfg.data:
-        self._val += [self.nas(d) for d in self.cfg.datasets for _ in range(self.cfg.eval_nas)]
+        self._val += [self.nas(d) for d in self.cfg.val_datasets for _ in range(self.cfg.eval_nas)]
     n = self.cfg.eval_tasks
     # agent seeds: [seed, 10**6, i] for synthetic task i, [seed, 10**6 + 1, j] for NAS episode j; training's
     # are [seed, iteration, env] with iteration < 10**6
@@ -332,7 +357,7 @@ class Pretrainer:
     if len(self._val) > n:
       nas = curves[n:]
       point["nas"] = {**regret_summary(nas), "per_dataset": {
-          d: float(nas[k * self.cfg.eval_nas:(k + 1) * self.cfg.eval_nas].mean()) for k, d in enumerate(self.cfg.datasets)}}
+          d: float(nas[k * self.cfg.eval_nas:(k + 1) * self.cfg.eval_nas].mean()) for k, d in enumerate(self.cfg.val_datasets)}}
       point["combined"] = (point["mean_regret"] + point["nas"]["mean_regret"]) / 2
     return point
 
@@ -365,7 +390,7 @@ class Pretrainer:
     tasks = self.tasks(rng, self.cfg.envs)
     rngs = [np.random.default_rng([self.cfg.seed, it, b]) for b in range(self.cfg.envs)]
     t0 = time.perf_counter()
-    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs)
+    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs, self.cfg.hash_shuffle)
     rollout_seconds = time.perf_counter() - t0
     batch, adv, ret, returns = ppo_batch(res, self.cfg.gamma, self.cfg.gae_lambda,
                                          self.cfg.envs * (self.cfg.trials - 1), rng)
@@ -459,6 +484,11 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p.add_argument("--datasets", default=",".join(defaults.datasets),
                  help=f"NAS-Bench-Graph training datasets ({', '.join(HELD_OUT)} are held out)")
   p.add_argument("--nas-share", type=float, default=defaults.nas_share)
+  p.add_argument("--eval-datasets", metavar="D1,D2",
+                 help="NAS validation datasets (default: --datasets); training datasets only, need not be trained on")
+  p.add_argument("--hash-shuffle", action="store_true",
+                 help="relabel the hash rows per training episode: no fixed string identities to memorise (a "
+                      "resumed run keeps its setting)")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -478,7 +508,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
     cfg = Config(out=args.out, iterations=args.iterations, envs=args.envs, trials=args.trials, seed=args.seed,
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
-                 init_from=args.init_from)
+                 init_from=args.init_from, hash_shuffle=args.hash_shuffle,
+                 eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))
   ship = args.ship_to or (PRETRAINED if args.ship else None)
@@ -515,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m arrl.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
     save_pretrained(ship, trainer.net_cfg, params, {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
+        "nas_validation_datasets": list(cfg.val_datasets), "hash_shuffle": cfg.hash_shuffle,
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": trials,
         "wall_seconds": round(sum(x["seconds"] for x in log)),

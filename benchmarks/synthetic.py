@@ -6,6 +6,7 @@ with seeds that neither meta-training nor its validation use.
     python -m benchmarks.synthetic --batch 2 --agents ppo-frozen --init new=DIR --paired ppo-frozen
 
     python -m benchmarks.synthetic --nas-train --seeds 8 --queries 150 --agents "" --init a=DIR --init b=DIR2 --paired b
+    python -m benchmarks.synthetic --nas-train --batch 3 --agents "" --init a=DIR --hash-shuffle --paired a
 
 A batch of tasks decides something once: `--batch K` draws another batch (K=1 chose the networks shipped in
 meta2 and meta3, K=2 the one of meta4). `--paired AGENT` adds every agent's paired difference to AGENT's mean
@@ -17,6 +18,10 @@ seeds SEED_BASE + 1000 (K - 1) + k for k < --seeds in batch K: plain integers, w
 draw from [seed, iteration, env]) and its NAS validation ([seed, 10**6 + 1, j]) never use. Regret is normalised
 as in meta-training (`nas_task`: 0 at the table's best validation accuracy, 1 at its median). Writes
 DIR/nas_train.json and DIR/nas_train.md, with each agent's mean over the run per dataset.
+
+`--hash-shuffle` also runs every `--init` network as NAME+shuffled, its hash rows relabelled by a permutation
+drawn per run (`hash_shuffle`): a network that leans on what it learned of particular strings (a field or value
+of a space it was trained on) loses that, one that reads the numbers and the within-run identities does not.
 
 Each task is searched once per agent (agent seed = task index) through `arrl.search` with noise_repeats=1 and
 false_keep=0.5 (margin 0), as on NAS-Bench-Graph. The score is the normalised regret of the kept best's noise-free value (0 at
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--nas-train", nargs="?", const=",".join(NAS_TRAIN), metavar="D1,D2",
                  help=f"run on NAS-Bench-Graph training datasets (default all: {','.join(NAS_TRAIN)}) instead")
   p.add_argument("--seeds", type=int, default=8, help="agent seeds per dataset with --nas-train")
+  p.add_argument("--hash-shuffle", action="store_true",
+                 help="also run each --init network as NAME+shuffled: hash rows relabelled per run (ppo hash_shuffle)")
   args = p.parse_args(argv)
   if args.tasks < 2 or args.queries < 2 or args.batch < 1 or args.seeds < 1:
     p.error("--tasks and --queries must be >= 2, --batch and --seeds >= 1")
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = nas_runs(datasets, args.seeds, args.batch)
   n = len(runs)
   networks = {name: ("ppo", {**opts, "update_every": 0}) for name, opts in init_variants(args.init, p.error).items()}
+  if args.hash_shuffle:
+    networks.update({f"{name}+shuffled": ("ppo", {**opts, "hash_shuffle": True}) for name, (_, opts) in list(networks.items())})
   agents = [a.strip() for a in args.agents.split(",") if a.strip()] + list(networks)
   if args.paired is not None and args.paired not in agents:
     p.error(f"--paired {args.paired!r} is not one of the agents run ({', '.join(agents)})")

@@ -188,6 +188,16 @@ def test_a_new_synthetic_batch_has_other_tasks_and_paired_differences(tmp_path):
     synthetic.main(["--agents", "local", "--paired", "tpe", "--out", str(tmp_path)])
 
 
+def test_hash_shuffle_adds_a_relabelled_twin_of_each_network(tmp_path):
+  from benchmarks import synthetic
+  from arrl.ppo.checkpoint import PRETRAINED
+  assert synthetic.main(["--tasks", "2", "--queries", "12", "--agents", "", "--init", f"net={PRETRAINED}",
+                         "--hash-shuffle", "--paired", "net", "--out", str(tmp_path)]) == 0
+  agents = json.loads((tmp_path / "synthetic.json").read_text())["agents"]
+  assert set(agents) == {"net", "net+shuffled"} and agents["net+shuffled"]["paired"]["against"] == "net"
+  assert agents["net"]["curves"] != agents["net+shuffled"]["curves"]   # the relabelling changes the choices
+
+
 def test_the_nas_training_benchmark_runs_agent_seeds_per_dataset_and_refuses_held_out_sets(tmp_path, capsys):
   from benchmarks import synthetic
   from arrl.ppo.tasks import HELD_OUT

@@ -10,6 +10,7 @@ import arrl.search
 from arrl import pretrain
 from arrl.ppo import PPOAgent, network, tasks
 from arrl.ppo.agent import AgentConfig
+from arrl.ppo.batch import hash_permutation
 from arrl.ppo.checkpoint import PRETRAINED, load_pretrained, save_pretrained
 from arrl.agents.base import SearchState
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally
@@ -24,6 +25,11 @@ def test_held_out_datasets_are_refused(dataset, capsys):
     pretrain.Config(datasets=("cs", dataset))
   with pytest.raises(SystemExit) as e:
     pretrain.main(["--datasets", dataset, "--out", "/nonexistent"])
+  assert e.value.code != 0 and "held out" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="held out"):   # not even for validation
+    pretrain.Config(eval_datasets=("arxiv", dataset))
+  with pytest.raises(SystemExit) as e:
+    pretrain.main(["--eval-datasets", f"cs,{dataset}", "--out", "/nonexistent"])
   assert e.value.code != 0 and "held out" in capsys.readouterr().err
 
 
@@ -55,6 +61,33 @@ def test_a_vectorised_episode_makes_the_trials_of_the_sequential_agent():
     seq = _sequential(task, seed, trials)
     assert seq[1:] == vec  # seq[0] is the loop's baseline trial of the default program
     assert len(r.transitions) == len(r.rewards) == len(vec)
+
+
+def test_a_hash_permutation_keeps_the_empty_row_is_a_bijection_and_differs_between_episodes():
+  perms = [hash_permutation(np.random.default_rng([4, e]), 64) for e in range(3)]
+  for p in perms:
+    assert p[0] == 0 and sorted(p) == list(range(64))
+  assert not np.array_equal(perms[0], perms[1]) and not np.array_equal(perms[1], perms[2])
+  np.testing.assert_array_equal(perms[0], hash_permutation(np.random.default_rng([4, 0]), 64))
+
+
+def test_a_shuffled_episode_relabels_what_the_network_sees_and_is_the_sequential_shuffled_agents_run():
+  net, cfg = network.NetConfig(), AgentConfig()
+  feat = FeatureConfig(buckets=net.buckets, history=cfg.history, max_edits=net.max_edits)
+  task, trials = tasks.synthetic(np.random.default_rng(5)), 20
+  params = network.init_params(net, 2, cfg.stop_bias, cfg.prior)
+  run = lambda shuffle, seed: pretrain.run_episodes(net, feat, params, [task], trials, [np.random.default_rng(seed)],
+                                                     shuffle)[0]
+  plain, shuffled, again = run(False, 2), run(True, 2), run(True, 2)
+  trials_of = lambda r: [(task.space.to_params(o.tree), o.score) for o in r.episode.history]
+  assert trials_of(shuffled) == trials_of(again)   # same seed -> same run
+  perm = hash_permutation(np.random.default_rng(2), net.buckets)   # the episode's: drawn first from its RNG
+  first = shuffled.transitions[0].obs             # the default program: the same observation in both runs
+  np.testing.assert_array_equal(first.ids, perm[plain.transitions[0].obs.ids])
+  assert trials_of(plain) != trials_of(shuffled)
+  res = arrl.search.search(task.space, task.objective, agent="ppo", max_trials=trials, seed=2, noise_repeats=1,
+                           false_keep=0.5, agent_kwargs={"init_from": "none", "update_every": 0, "hash_shuffle": True})
+  assert [(t.params, t.score) for t in res.trials][1:] == trials_of(shuffled)
 
 
 def test_an_episode_returns_its_first_regret_minus_its_mean_regret_and_rewards_only_gains():
@@ -209,6 +242,23 @@ def test_nas_validation_is_recorded_apart_and_the_best_combined_point_is_kept_an
   assert "best.npz: holds iteration" in capsys.readouterr().err and not (tmp_path / "T").exists()
   with pytest.raises(ValueError, match="--eval-nas 1"):
     pretrain.Pretrainer(pretrain.parse_args([*args, "--eval-nas", "2"])[0])
+
+
+def test_validation_on_other_training_datasets_and_a_hash_shuffled_run_that_resumes_only_as_such(tmp_path, capsys):
+  args = ["--out", str(tmp_path / "r"), "--envs", "2", "--trials", "12", "--eval-tasks", "2", "--eval-nas", "1",
+          "--data", "synthetic,nas", "--nas-share", "1", "--datasets", "cs", "--eval-datasets", "photo,arxiv",
+          "--iterations", "1", "--hash-shuffle", "--seed", "3"]
+  assert pretrain.main([*args, "--ship-to", str(tmp_path / "S")]) == 0
+  capsys.readouterr()
+  trainer = pretrain.Pretrainer(pretrain.parse_args(args)[0])
+  assert all(set(c["nas"]["per_dataset"]) == {"photo", "arxiv"} for c in trainer.progress["curve"])
+  assert {t.name for t in trainer.tasks(np.random.default_rng(0), 6)} == {trainer.nas("cs").name}
+  card = json.loads((tmp_path / "S" / "card.json").read_text())
+  assert card["hash_shuffle"] and card["nas_validation_datasets"] == ["photo", "arxiv"] and card["nas_datasets"] == ["cs"]
+  for other in ([a for a in args if a != "--hash-shuffle"], [*args[:17], "photo", *args[18:]]):
+    assert pretrain.main(other) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(tmp_path / "r") in err
 
 
 def test_without_nas_data_validation_is_synthetic_only(tmp_path):

@@ -32,7 +32,7 @@ import numpy as np
 from arrl import tree as tree_lib
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
 from arrl.ppo import network, rollout
-from arrl.ppo.batch import Actions, Transition, empty_tokens, stack_tokens, stack_transitions
+from arrl.ppo.batch import Actions, Transition, empty_tokens, hash_permutation, remap, stack_tokens, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, unpack, unpack_leaves
 from arrl.ppo.features import FeatureConfig, HistoryStats, observation
 from arrl.ppo.reward import RewardConfig, reward
@@ -50,6 +50,10 @@ class AgentConfig:
   stop_bias: float = 1.0       # initial extra logit of STOP: P(STOP after an edit) starts near sigmoid(1) = 0.73
   prior: float = 4.0           # initial weight of a candidate's regret in its logit (network.PolicyValueNet)
   device: str = "cpu"          # where the network runs ("cpu", "gpu", or "default")
+  hash_shuffle: bool = False   # relabel the hash rows by a permutation drawn from the seed's RNG for this run (a
+                               # check of what a network knows of particular strings; `arrl.pretrain --hash-shuffle`
+                               # trains that way). Off for a network trained shuffled too: to it the identity is
+                               # one relabelling among all the others it was trained on.
 
   def __post_init__(self) -> None:
     if self.history < 1 or self.update_every == 1 or self.update_every < 0:
@@ -100,6 +104,8 @@ class PPOAgent:
       self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
       self.key = np.asarray(jax.random.PRNGKey(seed + 1), np.uint32)
     self.rng = np.random.default_rng(seed)
+    # drawn first from the sampling RNG, as `arrl.pretrain.run_episodes` does, so both make the same trials
+    self.perm = hash_permutation(self.rng, self.net_cfg.buckets) if self.cfg.hash_shuffle else None
     self.store = OrbaxStore(ckpt_dir) if ckpt_dir else None
     # Update u is checkpoint step step_base + u. A fresh agent numbers after the steps already there (a state
     # rebuilt from the ledger starts again at 0 updates): below them, the store's rotation would drop its newest.
@@ -136,7 +142,7 @@ class PPOAgent:
       raise ValueError(f"propose_batch needs n >= 1, got {n}")
     with self._on_device():
       stats = HistoryStats.of(state, self.reward_cfg, self.in_flight.values())
-      search = rollout.Search(state, stats, observation(state, stats, self.feat_cfg), self.rng)
+      search = rollout.Search.of(state, stats, self.feat_cfg, self.rng, self.perm)
       h, value = rollout.encode(self.net_cfg, self.params, [search])
       out: list[Proposal] = []
       seen = set(stats.measured)
@@ -172,7 +178,7 @@ class PPOAgent:
     with self._on_device():
       batch = stack_transitions(self.buffer)
       stats = HistoryStats.of(state, self.reward_cfg, self.in_flight.values())
-      obs = observation(state, stats, self.feat_cfg)
+      obs = remap(observation(state, stats, self.feat_cfg), self.perm)
       self.key, sub = (np.asarray(k, np.uint32) for k in jax.random.split(self.key))
       frac = min(1.0, max(0.0, float(state.budget_used)))
       ent_coef = np.float32(self.cfg.ent_start + (self.cfg.ent_end - self.cfg.ent_start) * frac)

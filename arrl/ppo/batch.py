@@ -55,6 +55,18 @@ def bucket(n: int, minimum: int = 8) -> int:
   return size
 
 
+def hash_permutation(rng: np.random.Generator, buckets: int) -> np.ndarray:
+  """[buckets] a random relabelling of the hash rows 1..buckets-1; row 0 (the empty slot) stays 0. Applied to
+  every token of one search (`remap`), a string keeps one row within that search and gets another in the next,
+  so a network cannot learn what a particular string is worth across searches (`arrl.pretrain --hash-shuffle`)."""
+  return np.concatenate([[0], 1 + rng.permutation(buckets - 1)]).astype(np.int32)
+
+
+def remap(t: Tokens, perm: np.ndarray | None) -> Tokens:
+  """The tokens with their hash rows relabelled by `perm` (None: as they are)."""
+  return t if perm is None else t._replace(ids=perm[t.ids])
+
+
 def empty_tokens(shape: tuple[int, ...]) -> Tokens:
   return Tokens(ids=np.zeros((*shape, HASH_SLOTS), np.int32), nums=np.zeros((*shape, NUM_FEATS), np.float32),
                 kind=np.zeros(shape, np.int32), mask=np.zeros(shape, bool))

@@ -16,17 +16,24 @@ import numpy as np
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
 from arrl.ppo import network
-from arrl.ppo.batch import Actions, Tokens, Transition, bucket, empty_tokens, stack_tokens
-from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, site_tokens, value_tokens
+from arrl.ppo.batch import Actions, Tokens, Transition, bucket, empty_tokens, remap, stack_tokens
+from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
 
 
 @dataclasses.dataclass
 class Search:
-  """One search being sampled for: its state, history statistics, observation and sampling RNG."""
+  """One search being sampled for: its state, history statistics, observation, sampling RNG and the relabelling
+  of hash rows every token it shows the network goes through (None: none; see batch.hash_permutation)."""
   state: Any                      # arrl.agents.base.SearchState
   stats: HistoryStats
   obs: Tokens
   rng: np.random.Generator
+  perm: np.ndarray | None = None
+
+  @classmethod
+  def of(cls, state: Any, stats: HistoryStats, feat_cfg: FeatureConfig, rng: np.random.Generator,
+         perm: np.ndarray | None = None) -> "Search":
+    return cls(state, stats, remap(observation(state, stats, feat_cfg), perm), rng, perm)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +90,7 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
       cands[b] = Candidates.of(s.state.space, trees[b], chosen[b], s.stats)
       if j == 0 and not cands[b].sites:
         raise ValueError("the program has no legal edit: the search space is a single point")
-      st[b] = site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg)
+      st[b] = remap(site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg), s.perm)
     slogp, skeys = network.site_scores(net_cfg, params, h, ctx, j, _stack(st, min_sites))
     slogp, skeys = np.asarray(slogp), np.asarray(skeys)
     vt: list[Tokens | None] = [None] * B
@@ -97,7 +104,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
         values_tok[b].append(empty_tokens((1,)))
         live[b] = False
         continue
-      vt[b] = value_tokens(searches[b].state.space, cands[b], cands[b].sites[i - 1], searches[b].stats, feat_cfg)
+      vt[b] = remap(value_tokens(searches[b].state.space, cands[b], cands[b].sites[i - 1], searches[b].stats, feat_cfg),
+                    searches[b].perm)
     if not any(v is not None for v in vt):
       break
     skey = skeys[np.arange(B), pick]
