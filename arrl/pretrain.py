@@ -247,7 +247,23 @@ class Config:
   @property
   def val_datasets(self) -> tuple[str, ...]:
     """The NAS datasets validated on (none without NAS data)."""
-    return (self.eval_datasets or self.datasets) if "nas" in self.data else ()
+    return val_datasets(dataclasses.asdict(self))
+
+
+def val_datasets(config: dict[str, Any]) -> tuple[str, ...]:
+  """The NAS datasets a run with this (saved) config validates on (none without NAS data)."""
+  return tuple(config.get("eval_datasets") or config["datasets"]) if "nas" in config["data"] else ()
+
+
+def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
+  """The settings of a (saved) config a resumed run must keep, by flag: its validation curve and best point compare
+  like with like only, and half a run each way with --hash-shuffle would be neither (runs from before a setting
+  existed read as its old behaviour)."""
+  nas = "nas" in config["data"]
+  return {"--seed": config["seed"], "--data": ",".join(config["data"]), "--eval-tasks": config["eval_tasks"],
+          "--eval-nas": config.get("eval_nas", 0) if nas else 0,
+          "--eval-datasets": ",".join(val_datasets(config)) or "none",
+          "--hash-shuffle": config.get("hash_shuffle", False)}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -297,20 +313,11 @@ class Pretrainer:
     if resume:
       with open(self.progress_path) as f:
         saved = json.load(f)
-      old = saved["config"]
-      # a validation curve (and its best point) compares like with like only
-      old_nas = old.get("eval_nas", 0) if "nas" in old["data"] else 0
-      if (old["seed"], tuple(old["data"]), old["eval_tasks"], old_nas) != (
-          cfg.seed, cfg.data, cfg.eval_tasks, cfg.eval_nas if "nas" in cfg.data else 0):
-        raise ValueError(f"{cfg.out} holds a run with seed {old['seed']}, data {old['data']}, --eval-tasks "
-                         f"{old['eval_tasks']} and --eval-nas {old_nas}; use another --out")
-      old_val = tuple(old.get("eval_datasets") or old["datasets"]) if "nas" in old["data"] else ()
-      if old_val != cfg.val_datasets:
-        raise ValueError(f"{cfg.out} holds a run validated on {','.join(old_val) or 'no NAS dataset'}, not "
-                         f"{','.join(cfg.val_datasets) or 'none'} (--eval-datasets); use another --out")
-      if old.get("hash_shuffle", False) != cfg.hash_shuffle:  # half a run each way would be neither
-        raise ValueError(f"{cfg.out} holds a run {'with' if old.get('hash_shuffle') else 'without'} --hash-shuffle; "
-                         f"resume it the same way or use another --out")
+      old, new = kept_on_resume(saved["config"]), kept_on_resume(dataclasses.asdict(cfg))
+      if old != new:
+        diff = [k for k in new if old[k] != new[k]]
+        raise ValueError(f"{cfg.out} holds a run with {', '.join(f'{k} {old[k]}' for k in diff)}, not "
+                         f"{', '.join(f'{k} {new[k]}' for k in diff)}; resume it the same way or use another --out")
       # the run keeps what it started from, whatever --init-from says now (the parent may have been replaced)
       self.progress = {"parent": None, "best": None, **saved,
                        "config": {**dataclasses.asdict(cfg), "init_from": saved["config"].get("init_from")}}
@@ -342,8 +349,7 @@ class Pretrainer:
     if self._val is None:  # drawn once: building a task's optimum costs ~0.1-0.4 s
       rng = np.random.default_rng([self.cfg.seed, 10 ** 6])
       self._val = [synthetic(rng, f"val{i}") for i in range(self.cfg.eval_tasks)]
-      if "nas" in self.cfg.data:
-        self._val += [self.nas(d) for d in self.cfg.val_datasets for _ in range(self.cfg.eval_nas)]
+      self._val += [self.nas(d) for d in self.cfg.val_datasets for _ in range(self.cfg.eval_nas)]
     n = self.cfg.eval_tasks
     # agent seeds: [seed, 10**6, i] for synthetic task i, [seed, 10**6 + 1, j] for NAS episode j; training's
     # are [seed, iteration, env] with iteration < 10**6
