@@ -94,6 +94,7 @@ class ListReplace(_Edit):
 
 Edit = Union[SetField, SwapVariant, ListInsert, ListDelete, ListReplace]
 _OPS: dict[str, type] = {cls.op: cls for cls in (SetField, SwapVariant, ListInsert, ListDelete, ListReplace)}
+OPS: tuple[str, ...] = tuple(_OPS)
 
 
 def edit_from_dict(d: dict[str, Any]) -> Edit:

@@ -26,10 +26,11 @@ false_keep=0.5 (margin 0), measured programs served from the cache), and their p
 code (`arrl.ppo.rollout`) with one jitted network call per decision step for the whole batch; so one episode
 here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_kwargs={"update_every": 0})`.
 
-`--hash-shuffle` relabels the hash rows (`batch.hash_permutation`) by a permutation each training episode draws
+`--hash-shuffle` relabels the hash rows (`features.shuffle_rows`) by a permutation each training episode draws
 first from its RNG: a string keeps one embedding row within an episode and gets another in the next, so the
 network cannot learn what a particular field or value of the NAS-Bench-Graph space (the same space in all
-nine datasets) is worth; validation and `agent="ppo"` keep the identity, to such a network one relabelling among
+nine datasets) is worth. The strings that mean the same in every space (a trial's status, an edit's op, the
+token markers: `features.STRUCTURAL`) keep their rows. Validation and `agent="ppo"` keep the identity, to such a network one relabelling among
 all those it trained on. `--eval-datasets` validates on other NAS training datasets than `--datasets` trains on
 (a leave-datasets-out run; the held-out ones are refused here too).
 
@@ -59,9 +60,9 @@ from arrl.io import write_json_atomic
 from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
-from arrl.ppo.batch import Transition, hash_permutation, stack_transitions
+from arrl.ppo.batch import Transition, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_pretrained, save_pretrained
-from arrl.ppo.features import FeatureConfig, HistoryStats, Tally
+from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, shuffle_rows
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
 
@@ -143,7 +144,7 @@ def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: An
   """A batch of whole searches, stepped together: each step encodes every unfinished search in one call, then
   samples one proposal for each (retrying, like PPOAgent.propose, those that drew a measured program). With
   `hash_shuffle` each episode first draws its relabelling of the hash rows from its RNG (as PPOAgent does)."""
-  perms = [hash_permutation(rng, feat_cfg.buckets) if hash_shuffle else None for rng in rngs]
+  perms = [shuffle_rows(rng, feat_cfg.buckets) if hash_shuffle else None for rng in rngs]
   eps = [Episode(t, trials) for t in tasks]
   out = [Rollout(e, [], []) for e in eps]
   while not all(e.done for e in eps):
@@ -231,7 +232,7 @@ class Config:
   minibatches: int = 4
   ent_coef: float = 0.003
   init_from: str | None = None   # "shipped" or a --ship-to directory: the network a fresh run starts from
-  hash_shuffle: bool = False     # each training episode relabels the hash rows (batch.hash_permutation)
+  hash_shuffle: bool = False     # each training episode relabels the hash rows (features.shuffle_rows)
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):

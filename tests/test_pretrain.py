@@ -13,7 +13,7 @@ from arrl.ppo.agent import AgentConfig
 from arrl.ppo.batch import hash_permutation
 from arrl.ppo.checkpoint import PRETRAINED, load_pretrained, save_pretrained
 from arrl.agents.base import SearchState
-from arrl.ppo.features import FeatureConfig, HistoryStats, Tally
+from arrl.ppo.features import STRUCTURAL, FeatureConfig, HistoryStats, Tally, hash_ids, shuffle_rows
 from arrl.ppo.reward import RewardConfig
 
 
@@ -69,6 +69,22 @@ def test_a_hash_permutation_keeps_the_empty_row_is_a_bijection_and_differs_betwe
     assert p[0] == 0 and sorted(p) == list(range(64))
   assert not np.array_equal(perms[0], perms[1]) and not np.array_equal(perms[1], perms[2])
   np.testing.assert_array_equal(perms[0], hash_permutation(np.random.default_rng([4, 0]), 64))
+  fixed = frozenset({3, 17, 40})
+  p = hash_permutation(np.random.default_rng(4), 64, fixed)
+  assert sorted(p) == list(range(64)) and all(p[r] == r for r in (0, *fixed))
+  assert sum(p[r] != r for r in range(64)) > 50   # the others move
+
+
+def test_a_search_shuffle_keeps_the_rows_of_the_strings_every_space_shares():
+  """status:keep means the same in every space, a field or value of one space does not: only the latter move."""
+  buckets = 2048
+  perm = shuffle_rows(np.random.default_rng(0), buckets)
+  assert {"status:keep", "status:crash", "op:set", "<stop>", "<global>"} <= set(STRUCTURAL)
+  for s in STRUCTURAL:
+    assert all(perm[r] == r for r in hash_ids(s, buckets))
+  rows = [hash_ids(s, buckets)[0] for s in ("set:model.depth", "model.depth=4", "'gcn'", "lr")]
+  moved = [r for r in rows if perm[r] != r]
+  assert len(moved) >= 3   # a space's strings move (a row may map to itself by chance: 1 in ~2000)
 
 
 def test_a_shuffled_episode_relabels_what_the_network_sees_and_is_the_sequential_shuffled_agents_run():
@@ -81,7 +97,7 @@ def test_a_shuffled_episode_relabels_what_the_network_sees_and_is_the_sequential
   plain, shuffled, again = run(False, 2), run(True, 2), run(True, 2)
   trials_of = lambda r: [(task.space.to_params(o.tree), o.score) for o in r.episode.history]
   assert trials_of(shuffled) == trials_of(again)   # same seed -> same run
-  perm = hash_permutation(np.random.default_rng(2), net.buckets)   # the episode's: drawn first from its RNG
+  perm = shuffle_rows(np.random.default_rng(2), net.buckets)   # the episode's: drawn first from its RNG
   first = shuffled.transitions[0].obs             # the default program: the same observation in both runs
   np.testing.assert_array_equal(first.ids, perm[plain.transitions[0].obs.ids])
   assert trials_of(plain) != trials_of(shuffled)

@@ -32,9 +32,9 @@ import numpy as np
 from arrl import tree as tree_lib
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
 from arrl.ppo import network, rollout
-from arrl.ppo.batch import Actions, Transition, empty_tokens, hash_permutation, remap, stack_tokens, stack_transitions
+from arrl.ppo.batch import Actions, Transition, empty_tokens, remap, stack_tokens, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, unpack, unpack_leaves
-from arrl.ppo.features import FeatureConfig, HistoryStats, observation
+from arrl.ppo.features import FeatureConfig, HistoryStats, observation, shuffle_rows
 from arrl.ppo.reward import RewardConfig, reward
 from arrl.ppo.update import PPOConfig, make_optimizer, ppo_update
 
@@ -105,7 +105,7 @@ class PPOAgent:
       self.key = np.asarray(jax.random.PRNGKey(seed + 1), np.uint32)
     self.rng = np.random.default_rng(seed)
     # drawn first from the sampling RNG, as `arrl.pretrain.run_episodes` does, so both make the same trials
-    self.perm = hash_permutation(self.rng, self.net_cfg.buckets) if self.cfg.hash_shuffle else None
+    self.perm = shuffle_rows(self.rng, self.net_cfg.buckets) if self.cfg.hash_shuffle else None
     self.store = OrbaxStore(ckpt_dir) if ckpt_dir else None
     # Update u is checkpoint step step_base + u. A fresh agent numbers after the steps already there (a state
     # rebuilt from the ledger starts again at 0 updates): below them, the store's rotation would drop its newest.

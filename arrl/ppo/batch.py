@@ -55,11 +55,16 @@ def bucket(n: int, minimum: int = 8) -> int:
   return size
 
 
-def hash_permutation(rng: np.random.Generator, buckets: int) -> np.ndarray:
-  """[buckets] a random relabelling of the hash rows 1..buckets-1; row 0 (the empty slot) stays 0. Applied to
-  every token of one search (`remap`), a string keeps one row within that search and gets another in the next,
-  so a network cannot learn what a particular string is worth across searches (`arrl.pretrain --hash-shuffle`)."""
-  return np.concatenate([[0], 1 + rng.permutation(buckets - 1)]).astype(np.int32)
+def hash_permutation(rng: np.random.Generator, buckets: int, fixed: frozenset[int] = frozenset()) -> np.ndarray:
+  """[buckets] a random relabelling of the hash rows 1..buckets-1; row 0 (the empty slot) and the rows in `fixed`
+  stay where they are. Applied to every token of one search (`remap`), a string keeps one row within that search
+  and gets another in the next, so a network cannot learn what a particular string is worth across searches
+  (`arrl.pretrain --hash-shuffle`; `features.shuffle_rows` fixes the rows of the strings that mean the same in
+  every space)."""
+  free = np.array([r for r in range(1, buckets) if r not in fixed], np.int32)
+  perm = np.arange(buckets, dtype=np.int32)
+  perm[free] = rng.permutation(free)
+  return perm
 
 
 def remap(t: Tokens, perm: np.ndarray | None) -> Tokens:

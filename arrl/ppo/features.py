@@ -23,11 +23,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from arrl.edits import Edit, edit_from_dict
+from arrl.edits import OPS, Edit, edit_from_dict
 from arrl.grammar import Choice, ListOf
 from arrl.ppo.batch import (HASH_SLOTS, KIND_GLOBAL, KIND_PROGRAM, KIND_SITE, KIND_STOP, KIND_TRIAL, KIND_VALUE,
-                            NUM_FEATS, Tokens, bucket)
+                            NUM_FEATS, Tokens, bucket, hash_permutation)
 from arrl.ppo.reward import FAILED, RewardConfig, noise_unit, reward, squash, trial_score
+from arrl.trial import Status
 from arrl.tree import Node, flatten, get_path
 
 Site = tuple
@@ -39,6 +40,16 @@ def hash_ids(text: str, buckets: int) -> tuple[int, int]:
   h = hashlib.blake2b(text.encode(), digest_size=8).digest()
   a, b = int.from_bytes(h[:4], "little"), int.from_bytes(h[4:], "little")
   return 1 + a % (buckets - 1), 1 + b % (buckets - 1)
+
+
+# The strings that mean the same in every space (the tokens' markers, a trial's status, an edit's op): a hash
+# shuffle leaves their rows in place, so a network trained with one still knows a kept trial from a crash.
+STRUCTURAL = ("<global>", "<stop>", *(f"status:{s}" for s in Status), *(f"op:{op}" for op in OPS))
+
+
+def shuffle_rows(rng: np.random.Generator, buckets: int) -> np.ndarray:
+  """One search's relabelling of the hash rows of every string but the STRUCTURAL ones (`--hash-shuffle`)."""
+  return hash_permutation(rng, buckets, frozenset(r for s in STRUCTURAL for r in hash_ids(s, buckets)))
 
 
 def value_str(v: Any) -> str:
