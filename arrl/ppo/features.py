@@ -159,6 +159,7 @@ class Tally:
   total: dict[Key, float] = dataclasses.field(default_factory=dict)
   scored: dict[Key, int] = dataclasses.field(default_factory=dict)
   edited: dict[str, int] = dataclasses.field(default_factory=dict)
+  edit_strings: list[tuple[tuple[str, ...], tuple[str, ...]]] = dataclasses.field(default_factory=list)
 
   def add_program(self, tree: Node, score: float | None) -> None:
     for key in _settings(tree):
@@ -175,15 +176,17 @@ class Tally:
     for outcome in history[self.seen:]:
       self.rewards.append(reward(outcome, cfg))
       self.measured.add(outcome.tree)
-      for e in outcome.edits:
-        path = as_edit(e).site[1]
-        self.edited[path] = self.edited.get(path, 0) + 1
+      edits = [as_edit(e) for e in outcome.edits]
+      for e in edits:
+        self.edited[e.site[1]] = self.edited.get(e.site[1], 0) + 1
+      sites = tuple(site_str(e.site) for e in edits)
+      self.edit_strings.append((sites, tuple(f"{s}={value_str(e.value)}" for s, e in zip(sites, edits))))
       self.add_program(outcome.tree, trial_score(outcome))
     self.seen = len(history)
 
   def copy(self) -> "Tally":
     return Tally(self.seen, list(self.rewards), set(self.measured), dict(self.count), dict(self.best),
-                 dict(self.total), dict(self.scored), dict(self.edited))
+                 dict(self.total), dict(self.scored), dict(self.edited), list(self.edit_strings))
 
 
 @dataclasses.dataclass
@@ -197,6 +200,7 @@ class HistoryStats:
   total: dict[Key, float]    # sum of the finite scores of the programs with the setting
   scored: dict[Key, int]     # how many of them had a finite score
   edited: dict[str, int]     # path -> trials whose edits changed it
+  edit_strings: list[tuple[tuple[str, ...], tuple[str, ...]]]  # per trial: its edits' sites and site=value texts
   best_score: float | None
   unit: float                # one noise unit (see reward.noise_unit)
   cfg: RewardConfig
@@ -211,7 +215,8 @@ class HistoryStats:
     t.add_program(state.current, state.best_score)  # the current program counts once more, with the best score
     t.measured.update((state.current, *in_flight))
     unit = noise_unit(state.best_score, state.sigma, cfg) if state.best_score is not None else 1.0
-    return cls(t.rewards, t.measured, t.count, t.best, t.total, t.scored, t.edited, state.best_score, unit, cfg)
+    return cls(t.rewards, t.measured, t.count, t.best, t.total, t.scored, t.edited, t.edit_strings, state.best_score,
+               unit, cfg)
 
   def _regret_of(self, score: float) -> float:
     gap = min(0.0, (self.best_score - score) / self.unit)
@@ -266,13 +271,12 @@ def _program(b: _Builder, space: Any, tree: Node) -> None:
 
 
 def _trials(b: _Builder, history: Sequence[Any], stats: HistoryStats, cfg: FeatureConfig) -> None:
-  recent = list(zip(history, stats.rewards))[-cfg.history:]
-  for age, (outcome, r) in enumerate(reversed(recent)):
-    edits = [as_edit(e) for e in outcome.edits][: cfg.max_edits]
-    strings = [site_str(e.site) for e in edits] + [f"{site_str(e.site)}={value_str(e.value)}" for e in edits]
+  recent = list(zip(history, stats.rewards, stats.edit_strings))[-cfg.history:]
+  m = cfg.max_edits
+  for age, (outcome, r, (sites, pairs)) in enumerate(reversed(recent)):
     b.add(KIND_TRIAL, [f"status:{outcome.status}"],
           [r / cfg.reward.reward_clip, float(outcome.kept), float(outcome.status in FAILED),
-           age / cfg.history, len(outcome.edits) / cfg.max_edits], single=strings)
+           age / cfg.history, len(outcome.edits) / m], single=[*sites[:m], *pairs[:m]])
 
 
 def _global(b: _Builder, state: Any, stats: HistoryStats, cfg: FeatureConfig) -> None:
