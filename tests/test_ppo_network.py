@@ -4,16 +4,18 @@ function of the same parameters, so checkpoints keep their behaviour."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from arrl.ppo import network
-from arrl.ppo.batch import HASH_SLOTS, N_KINDS, NUM_FEATS, Actions, Tokens
+from arrl.ppo.batch import HASH_SLOTS, KIND_SITE, KIND_STOP, N_KINDS, NUM_FEATS, Actions, Tokens
 
 # Weighted sums (weights: normal draws of default_rng(1) in the output's shape) computed by the reference
-# implementation (git 307036d) from `_outputs()`.
+# implementation (git 307036d) from `_outputs()`; "ent" and "grad" (which includes the entropy) since the site
+# choice's entropy became `site_entropy` (stop-or-go-on + which site), on purpose: the rest is unchanged.
 PINNED = {"h": -7.583452227054877, "v": -0.007618577522842917, "slogp": -9.207783824918916,
           "skeys": 16.078784464224462, "vlogp": 9.362777608884212, "vkeys": -20.582310458974106,
-          "logp": -18.322963446714706, "ent": 6.404498545604785, "value": -0.007618577522842917,
-          "grad": -84.65339730853299}
+          "logp": -18.322963446714706, "ent": 8.906676964993185, "value": -0.007618577522842917,
+          "grad": -83.97638689085949}
 
 
 def _tokens(rng: np.random.Generator, shape: tuple[int, ...], n_on: np.ndarray) -> Tokens:
@@ -61,3 +63,25 @@ def test_outputs_and_gradient_match_the_reference_implementation():
   for name, x in _outputs().items():
     got, scale = _weighted(x)
     assert abs(got - PINNED[name]) <= 1e-6 * scale + 1e-9, (name, got, PINNED[name])
+
+
+def test_the_site_entropy_bonus_peaks_at_an_even_stop_or_go_on_not_at_more_edits():
+  """A categorical over STOP and 40 sites has its highest entropy at P(STOP) = 1/41, so a bonus on it pushes
+  proposals toward more edits; the bonus's measure peaks at P(STOP) = 1/2, and is the plain entropy where STOP
+  is illegal."""
+  S = 41
+  kind = np.full((1, S), KIND_SITE, np.int32)
+  kind[0, 0] = KIND_STOP
+  sites = Tokens(np.zeros((1, S, HASH_SLOTS), np.int32), np.zeros((1, S, NUM_FEATS), np.float32), kind,
+                 np.ones((1, S), bool))
+
+  def measure(p_stop: float, tokens: Tokens = sites) -> float:
+    logp = np.log(np.r_[p_stop, np.full(S - 1, (1 - p_stop) / (S - 1))])[None].astype(np.float32)
+    return float(network.site_entropy(jnp.asarray(logp), tokens)[0])
+
+  grid = np.linspace(0.01, 0.99, 99)
+  assert grid[int(np.argmax([measure(p) for p in grid]))] == pytest.approx(0.5)
+  assert measure(0.5) == pytest.approx(np.log(2) + np.log(S - 1), rel=1e-5)
+  first_step = sites._replace(mask=np.arange(S)[None] > 0)   # STOP illegal
+  logp = np.log(np.r_[1e-30, np.full(S - 1, 1 / (S - 1))])[None].astype(np.float32)
+  assert float(network.site_entropy(jnp.asarray(logp), first_step)[0]) == pytest.approx(np.log(S - 1), rel=1e-5)
