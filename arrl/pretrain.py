@@ -296,7 +296,8 @@ class Pretrainer:
                                   max_edits=self.net_cfg.max_edits, reward=RewardConfig())
     # The shaped rewards are small (a gain of 0.1 regret is a big step) and most are 0, so the advantages'
     # std is ~0.1: the within-run floor of 0.5 (made for noise-unit rewards) would shrink them 5x.
-    self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches, adv_std_floor=1e-3)
+    self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches, adv_std_floor=1e-3,
+                             split_stop_entropy=True)
     self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior))
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)

@@ -10,12 +10,12 @@ from arrl.ppo import network
 from arrl.ppo.batch import HASH_SLOTS, KIND_SITE, KIND_STOP, N_KINDS, NUM_FEATS, Actions, Tokens
 
 # Weighted sums (weights: normal draws of default_rng(1) in the output's shape) computed by the reference
-# implementation (git 307036d) from `_outputs()`; "ent" and "grad" (which includes the entropy) since the site
-# choice's entropy became `site_entropy` (stop-or-go-on + which site), on purpose: the rest is unchanged.
+# implementation (git 307036d) from `_outputs()`; "ent_split" (evaluate's entropy with split_stop, which came
+# later) by the commit that added it.
 PINNED = {"h": -7.583452227054877, "v": -0.007618577522842917, "slogp": -9.207783824918916,
           "skeys": 16.078784464224462, "vlogp": 9.362777608884212, "vkeys": -20.582310458974106,
-          "logp": -18.322963446714706, "ent": 8.906676964993185, "value": -0.007618577522842917,
-          "grad": -83.97638689085949}
+          "logp": -18.322963446714706, "ent": 6.404498545604785, "ent_split": 8.906676964993185, "value": -0.007618577522842917,
+          "grad": -84.65339730853299}
 
 
 def _tokens(rng: np.random.Generator, shape: tuple[int, ...], n_on: np.ndarray) -> Tokens:
@@ -42,13 +42,14 @@ def _outputs() -> dict[str, np.ndarray]:
   slogp, skeys = network.site_scores(cfg, flat, h, ctx, 1, step_sites)
   vlogp, vkeys = network.value_scores(cfg, flat, h, ctx, 1, skeys[:, 2], step_values)
   logp, ent, _, value = network.evaluate(cfg, flat, obs, act)
+  ent_split = jax.jit(lambda p: network.build(cfg, p).evaluate(obs, act, split_stop=True)[1])(flat)
 
   def objective(p: jax.Array) -> jax.Array:
     lp, e, _, val = network.build(cfg, p).evaluate(obs, act)
     return (lp * jnp.arange(1, B + 1)).sum() + 0.1 * e.sum() + val.sum()
 
   out = {"h": h, "v": v, "slogp": jnp.where(step_sites.mask, slogp, 0.0), "skeys": skeys,
-         "vlogp": jnp.where(step_values.mask, vlogp, 0.0), "vkeys": vkeys, "logp": logp, "ent": ent,
+         "vlogp": jnp.where(step_values.mask, vlogp, 0.0), "vkeys": vkeys, "logp": logp, "ent": ent, "ent_split": ent_split,
          "value": value, "grad": jax.jit(jax.grad(objective))(flat)}
   return {k: np.asarray(x, np.float64) for k, x in out.items()}
 

@@ -69,11 +69,12 @@ def masked_entropy(logp: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def site_entropy(logp_BxS: jax.Array, sites: Tokens) -> jax.Array:
-  """[B] the entropy bonus's measure of a site choice: two decisions, stop or go on (a binary entropy) and which
-  site if going on (the entropy of the sites renormalised without STOP). The plain entropy of the categorical
-  over STOP and S sites peaks at P(STOP) = 1/(S + 1), so its bonus pushes every proposal toward more edits (in
-  meta-training with hash shuffling: 1.3 -> 2.3 edits and 3.7 -> 5.8 nats per proposal over 130 iterations);
-  this one peaks at P(STOP) = 1/2 and is the plain entropy where STOP is illegal (the first step)."""
+  """[B] a site choice's entropy as two decisions: stop or go on (a binary entropy) and which site if going on
+  (the entropy of the sites renormalised without STOP). The plain entropy of the categorical over STOP and S
+  sites peaks at P(STOP) = 1/(S + 1), so a bonus on it pushes every proposal toward more edits (meta-training
+  with hash shuffling: 1.3 -> 2.3 edits and 3.7 -> 5.8 nats per proposal over 130 iterations); this one peaks at
+  P(STOP) = 1/2 and is the plain entropy where STOP is illegal (the first step). Used by the entropy bonus of
+  meta-training (`PPOConfig.split_stop_entropy`)."""
   is_stop = sites.kind == KIND_STOP
   p_stop = jnp.clip(jnp.sum(jnp.where(is_stop & sites.mask, jnp.exp(logp_BxS), 0.0), axis=-1), 1e-6, 1 - 1e-6)
   stop_B = -(p_stop * jnp.log(p_stop) + (1 - p_stop) * jnp.log1p(-p_stop))
@@ -186,11 +187,12 @@ class PolicyValueNet(nnx.Module):
     logits_BxV = jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
     return masked_log_softmax(logits_BxV, values.mask), keys_BxVxD
 
-  def evaluate(self, obs: Tokens, act: Actions) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  def evaluate(self, obs: Tokens, act: Actions,
+               split_stop: bool = False) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """For a batch of stored composite actions: log-probability [B] (the sum over its choices), entropy [B]
-    (the sum of the per-choice conditional entropies along the taken path, a site choice's as `site_entropy`:
-    what the entropy bonus raises), number of choices [B] and value [B]. Sampling builds the same
-    log-probability one step at a time."""
+    (the sum of the per-choice conditional entropies along the taken path: an unbiased estimate of the joint
+    entropy; with `split_stop` a site choice's is `site_entropy`), number of choices [B] and value [B].
+    Sampling builds the same sums one step at a time."""
     h_BxD, value_B = self.encode(obs)
     rows = jnp.arange(h_BxD.shape[0])
 
@@ -200,7 +202,8 @@ class PolicyValueNet(nnx.Module):
       skey_BxD = skeys_BxSxD[rows, sidx_B]
       vlogp_BxV, _ = self.value_scores(h_BxD, ctx_BxD, j, skey_BxD, values, vkeys_BxVxD)
       logp_B = jnp.where(s_on, slogp_BxS[rows, sidx_B], 0.0) + jnp.where(v_on, vlogp_BxV[rows, vidx_B], 0.0)
-      ent_B = (jnp.where(s_on, site_entropy(slogp_BxS, sites), 0.0)
+      site_ent_B = site_entropy(slogp_BxS, sites) if split_stop else masked_entropy(slogp_BxS, sites.mask)
+      ent_B = (jnp.where(s_on, site_ent_B, 0.0)
                + jnp.where(v_on, masked_entropy(vlogp_BxV, values.mask), 0.0))
       ctx_BxD = ctx_BxD + s_on[:, None] * skey_BxD + v_on[:, None] * vkeys_BxVxD[rows, vidx_B]
       return ctx_BxD, (logp_B, ent_B)

@@ -31,6 +31,8 @@ class PPOConfig:
   minibatches: int = 2
   lr: float = 3e-4             # Adam moves every weight ~lr per step: 1e-3 overshoots the clip at once
   max_grad_norm: float = 0.5
+  split_stop_entropy: bool = False  # entropy bonus of a site choice: network.site_entropy (stop-or-go-on + which
+                               # site; meta-training) instead of the categorical's, which favours more edits
 
   def __post_init__(self) -> None:
     if not 0 < self.clip_eps < 1:
@@ -105,7 +107,7 @@ def _optimise(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: opta
   size = n // cfg.minibatches
 
   def loss_fn(p, mb: Transition, adv, ret):
-    logp, ent, _, value = build(net, p).evaluate(mb.obs, mb.act)
+    logp, ent, _, value = build(net, p).evaluate(mb.obs, mb.act, cfg.split_stop_entropy)
     return ppo_loss(logp, ent, value, mb.logp, mb.value, adv, ret, cfg, ent_coef)
 
   def minibatch(carry, idx):
