@@ -204,6 +204,8 @@ class HistoryStats:
   best_score: float | None
   unit: float                # one noise unit (see reward.noise_unit)
   cfg: RewardConfig
+  # score -> regret: the same few scores are asked for by every site and value token of a step
+  _regrets: dict[float, float] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
   @classmethod
   def of(cls, state: Any, cfg: RewardConfig, in_flight: Iterable[Node] = (), tally: Tally | None = None) -> "HistoryStats":
@@ -219,8 +221,10 @@ class HistoryStats:
                unit, cfg)
 
   def _regret_of(self, score: float) -> float:
-    gap = min(0.0, (self.best_score - score) / self.unit)
-    return squash(gap, self.cfg) / self.cfg.reward_clip
+    if score not in self._regrets:
+      gap = min(0.0, (self.best_score - score) / self.unit)
+      self._regrets[score] = squash(gap, self.cfg) / self.cfg.reward_clip
+    return self._regrets[score]
 
   def regret(self, key: Key) -> float:
     """How much worse than the current best the best program with this setting was, squashed like a reward
@@ -287,7 +291,7 @@ def _global(b: _Builder, state: Any, stats: HistoryStats, cfg: FeatureConfig) ->
   if first is not None and state.best_score is not None:
     gain = (first - state.best_score) / noise_unit(first, state.sigma, cfg.reward)
   recent = rewards[-8:]
-  _, children = _neighbours(state.space, state.current)
+  _, children, _ = _neighbours(state.space, state.current)
   around = [t for ts in children.values() for t in ts]
   noise = float(state.sigma or 0.0) / stats.unit  # 1: differences of one unit are noise; ~0: deterministic
   b.add(KIND_GLOBAL, ["<global>"],
@@ -323,16 +327,18 @@ def _current(tree: Node, site: Site) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _neighbours(space: Any, tree: Node) -> tuple[dict[Site, list[Any]], dict[Site, list[Node]]]:
-  """Legal actions of `tree` and the program each leads to. Cached: every proposal starts from the current
-  program, which changes only when a trial is kept. The children come with the legal edits (`legal_moves`), not
-from applying each edit again: re-validating the tree per edit was most of a pretraining step."""
+def _neighbours(space: Any, tree: Node) -> tuple[dict[Site, list[Any]], dict[Site, list[Node]], dict[Site, list[Key]]]:
+  """Legal actions of `tree`, the program each leads to and the (path, value) setting it makes. Cached: every
+  proposal starts from the current program, which changes only when a trial is kept. The children come with the
+  legal edits (`legal_moves`), not from applying each edit again: re-validating the tree per edit was most of a
+  pretraining step."""
   actions: dict[Site, list[Any]] = {}
   children: dict[Site, list[Node]] = {}
   for edit, child in space.legal_moves(tree):
     actions.setdefault(edit.site, []).append(edit.value)
     children.setdefault(edit.site, []).append(child)
-  return actions, children
+  settings = {s: [(s[1], setting(child, s[1])) for child in children[s]] for s in actions}
+  return actions, children, settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,13 +354,12 @@ class Candidates:
 
   @classmethod
   def of(cls, space: Any, tree: Node, exclude: set[Site], stats: HistoryStats) -> "Candidates":
-    actions, children = _neighbours(space, tree)
+    actions, children, settings = _neighbours(space, tree)
     sites = [s for s in actions if s not in exclude]
     fresh = {s: [child not in stats.measured for child in children[s]] for s in sites}
     if not any(any(f) for f in fresh.values()):
       fresh = {s: [True] * len(f) for s, f in fresh.items()}
-    settings = {s: [(s[1], setting(child, s[1])) for child in children[s]] for s in sites}
-    return cls(tree, sites, {s: actions[s] for s in sites}, fresh, settings)
+    return cls(tree, sites, {s: actions[s] for s in sites}, fresh, {s: settings[s] for s in sites})
 
 
 def site_tokens(space: Any, c: Candidates, step: int, stats: HistoryStats, cfg: FeatureConfig) -> Tokens:
