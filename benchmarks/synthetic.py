@@ -17,7 +17,8 @@ by default; the held-out ones are refused): a task is (dataset, agent seed), `--
 seeds SEED_BASE + 1000 (K - 1) + k for k < --seeds in batch K: plain integers, which meta-training (its episodes
 draw from [seed, iteration, env]) and its NAS validation ([seed, 10**6 + 1, j]) never use. Regret is normalised
 as in meta-training (`nas_task`: 0 at the table's best validation accuracy, 1 at its median). Writes
-DIR/nas_train.json and DIR/nas_train.md, with each agent's mean over the run per dataset.
+DIR/nas_train.json and DIR/nas_train.md, with each agent's mean over the run per dataset and, per network, the
+tables run here that its model card says it was meta-trained on (`trained_on`: it can score what it memorised there).
 
 `--hash-shuffle` also runs every `--init` network as NAME+shuffled, its hash rows relabelled by a permutation
 drawn per run (`hash_shuffle`): a network that leans on what it learned of particular strings (a field or value
@@ -38,6 +39,7 @@ import time
 import numpy as np
 
 import arrl.search
+from arrl.ppo.checkpoint import PRETRAINED
 from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
 from benchmarks import report
 from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
@@ -75,6 +77,19 @@ def nas_runs(datasets: list[str], seeds: int, batch: int) -> list[tuple[str, Tas
     task = nas_task(d)   # refuses held-out datasets
     out += [(d, task, SEED_BASE + 1000 * (batch - 1) + k) for k in range(seeds)]
   return out
+
+
+def trained_tables(agent: str, options: dict) -> list[str]:
+  """The NAS-Bench-Graph tables a ppo agent's network was meta-trained on, from its model card ([] for a fresh
+  network or another agent). On such a table its score includes what it memorised of the table's fields and
+  values, so it is no fair opponent there for a network that never saw it."""
+  source = options.get("init_from", "pretrained")   # PPOAgent's default: the shipped network
+  path = os.path.join(PRETRAINED if source == "pretrained" else str(source), "card.json")
+  if agent != "ppo" or source in (None, "none") or not os.path.exists(path):
+    return []
+  with open(path) as f:
+    card = json.load(f)
+  return list(card.get("nas_datasets", [])) if "nas" in card.get("data", []) else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     at = {str(q): {"mean": float(mean[q - 1]), "lo": float(lo[q - 1]), "hi": float(hi[q - 1])}
           for q in [*(c for c in CHECKPOINTS if c < args.queries), args.queries]}
     run_means = np.mean(curves, axis=1)
-    summary[agent] = {"at": at, "run_mean": interval(run_means),
+    summary[agent] = {"at": at, "run_mean": interval(run_means), "trained_on": trained_tables(name, options),
                       "per_dataset": {d: float(run_means[[r[0] == d for r in runs]].mean()) for d, _, _ in runs},
                       "seconds_per_run": (time.perf_counter() - t0) / n, "curves": curves}
     print(f"{agent}: " + ", ".join(f"@{q} {v['mean']:.3f}" for q, v in at.items()), file=sys.stderr, flush=True)
@@ -153,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ds = list(summary[order[0]]["per_dataset"])
     lines += ["", "Mean over the run per dataset:", "", "| agent | " + " | ".join(ds) + " |", "|---|" + "---|" * len(ds)]
     lines += [f"| {a} | " + " | ".join(f"{summary[a]['per_dataset'][d]:.3f}" for d in ds) + " |" for a in order]
+    seen = {a: [d for d in ds if d in summary[a]["trained_on"]] for a in order}
+    if any(seen.values()):
+      lines += ["", "Meta-trained on these tables (model cards): " + "; ".join(
+          f"{a}: {', '.join(t)}" for a, t in seen.items() if t) + ". On a table it trained on, a network's score "
+          "includes what it memorised of that table: compare networks on tables none of them trained on."]
   if args.paired is not None:
     ref = np.mean(summary[args.paired]["curves"], axis=1)
     lines += ["", f"Paired over the {n} tasks: mean regret over the run minus {args.paired}'s, mean [95% "

@@ -198,6 +198,21 @@ def test_hash_shuffle_adds_a_relabelled_twin_of_each_network(tmp_path):
   assert agents["net"]["curves"] != agents["net+shuffled"]["curves"]   # the relabelling changes the choices
 
 
+def test_the_nas_training_report_names_the_tables_each_network_was_meta_trained_on(tmp_path):
+  from benchmarks import synthetic
+  from arrl.ppo.checkpoint import PRETRAINED
+  with open(os.path.join(PRETRAINED, "card.json")) as f:
+    shipped = json.load(f)["nas_datasets"]
+  assert "cs" in shipped   # the shipped network trained on cs (its card)
+  assert synthetic.trained_tables("ppo", {}) == shipped == synthetic.trained_tables("ppo", {"init_from": PRETRAINED})
+  assert synthetic.trained_tables("ppo", {"init_from": "none"}) == [] == synthetic.trained_tables("local", {})
+  assert synthetic.main(["--nas-train", "cs", "--seeds", "1", "--queries", "3", "--agents", "ppo-scratch",
+                         "--init", f"net={PRETRAINED}", "--out", str(tmp_path)]) == 0
+  agents = json.loads((tmp_path / "nas_train.json").read_text())["agents"]
+  assert agents["net"]["trained_on"] == shipped and agents["ppo-scratch"]["trained_on"] == []
+  assert "Meta-trained on these tables (model cards): net: cs." in (tmp_path / "nas_train.md").read_text()
+
+
 def test_the_nas_training_benchmark_runs_agent_seeds_per_dataset_and_refuses_held_out_sets(tmp_path, capsys):
   from benchmarks import synthetic
   from arrl.ppo.tasks import HELD_OUT
@@ -213,6 +228,7 @@ def test_the_nas_training_benchmark_runs_agent_seeds_per_dataset_and_refuses_hel
     assert s["per_dataset"]["photo"] == pytest.approx(np.mean(s["curves"][2:]))
   text = (tmp_path / "nas_train.md").read_text()
   assert "| local |" in text and "| cs | photo |" in text and "local - uniform:" in text
+  assert "Meta-trained on these tables" not in text and all(s["trained_on"] == [] for s in res["agents"].values())
   for d in HELD_OUT:
     with pytest.raises(SystemExit):
       synthetic.main(["--nas-train", f"cs,{d}", "--out", str(tmp_path)])
