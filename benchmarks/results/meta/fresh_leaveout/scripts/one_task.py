@@ -1,13 +1,15 @@
 """One-off check (2026-12-02), kept to say how `../one_task.txt` was made: can meta-training's PPO learn ONE
 fixed synthetic task (the same task in all 8 episodes of every iteration; a fresh network, seed 7, lr 3e-4, no
-hash shuffle)? Run from the repository root: PYTHONPATH=. python .../scripts/one_task.py 1 40 3e-4
+hash shuffle unless a 4th argument "shuffle" is given)? Run from the repository root:
+PYTHONPATH=. python .../scripts/one_task.py 1 40 3e-4 [shuffle]
 """
 import sys, tempfile, numpy as np
 from arrl.pretrain import Config, Pretrainer
 from arrl.ppo.tasks import synthetic
 task_seed, iters, lr = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+shuffle = sys.argv[4:] == ["shuffle"]
 with tempfile.TemporaryDirectory() as out:
-  pt = Pretrainer(Config(out=out, envs=8, trials=100, seed=7, data=("synthetic",), lr=lr))
+  pt = Pretrainer(Config(out=out, envs=8, trials=100, seed=7, data=("synthetic",), lr=lr, hash_shuffle=shuffle))
   task = synthetic(np.random.default_rng([555, task_seed]))
   pt.tasks = lambda rng, n: [task] * n
   regs = []
