@@ -233,6 +233,7 @@ class Config:
   ent_coef: float = 0.003
   init_from: str | None = None   # "shipped" or a --ship-to directory: the network a fresh run starts from
   hash_shuffle: bool = False     # each training episode relabels the hash rows (features.shuffle_rows)
+  table_init: float = 1.0        # scale of a fresh network's hashed-string rows (network.init_params table_scale)
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):
@@ -242,6 +243,8 @@ class Config:
     bad = sorted(set(self.data) - set(DATA))
     if bad or not self.data:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
+    if not self.table_init >= 0:
+      raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
 
@@ -298,7 +301,8 @@ class Pretrainer:
     # std is ~0.1: the within-run floor of 0.5 (made for noise-unit rewards) would shrink them 5x.
     self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches, adv_std_floor=1e-3,
                              split_stop_entropy=True)
-    self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior))
+    self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior,
+                                                        cfg.table_init))
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
     self.progress_path = os.path.join(cfg.out, "progress.json")
@@ -497,6 +501,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p.add_argument("--hash-shuffle", action="store_true",
                  help="relabel the hash rows per training episode: no fixed string identities to memorise (a "
                       "resumed run keeps its setting)")
+  p.add_argument("--table-init", type=float, default=defaults.table_init,
+                 help="scale of a fresh network's hashed-string embedding rows (0: strings start as zero vectors, "
+                      "tokens as their numbers; with --hash-shuffle the random rows otherwise drown the numbers)")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -516,7 +523,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
     cfg = Config(out=args.out, iterations=args.iterations, envs=args.envs, trials=args.trials, seed=args.seed,
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
-                 init_from=args.init_from, hash_shuffle=args.hash_shuffle,
+                 init_from=args.init_from, hash_shuffle=args.hash_shuffle, table_init=args.table_init,
                  eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))
@@ -555,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     save_pretrained(ship, trainer.net_cfg, params, {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "nas_validation_datasets": list(cfg.val_datasets), "hash_shuffle": cfg.hash_shuffle,
+        "table_init": cfg.table_init,
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": trials,
         "wall_seconds": round(sum(x["seconds"] for x in log)),

@@ -244,13 +244,16 @@ def num_params(cfg: NetConfig) -> int:
   return sum(leaf.size for leaf in jax.tree.leaves(structure(cfg)[1]))
 
 
-def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0) -> np.ndarray:
+def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0,
+                table_scale: float = 1.0) -> np.ndarray:
   """The flat float32 parameter vector, drawn in numpy (running the initialisers through XLA would
   compile dozens of tiny programs: seconds on a busy CPU).
 
   Kernels ~ N(0, 1/fan_in) (the critic's output layer x0.01, so early values do not swamp the returns),
   biases 0, norm scales 1, embeddings ~ N(0, 0.25). `stop_bias` is STOP's extra logit (P(STOP after an
-  edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit.
+  edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit; `table_scale`
+  scales the hashed-string table's draws (0: every string starts at the zero vector, so a token starts as its
+  numbers and kind only; the other draws are the same for any value).
   """
   rng = np.random.default_rng(seed)
 
@@ -261,7 +264,7 @@ def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float 
       scale = 0.01 if names[:2] == ["critic", "fc2"] else 1.0
       return scale * rng.normal(0, 1 / math.sqrt(shape[0]), shape)
     if "embedding" in names:
-      return rng.normal(0, 0.5, shape)
+      return (table_scale if names[0] == "table" else 1.0) * rng.normal(0, 0.5, shape)
     if "num_w" in names:
       return rng.normal(0, 1 / math.sqrt(NUM_FEATS), shape)
     if "scale" in names:
