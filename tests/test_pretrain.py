@@ -63,6 +63,19 @@ def test_a_vectorised_episode_makes_the_trials_of_the_sequential_agent():
     assert len(r.transitions) == len(r.rewards) == len(vec)
 
 
+def test_table_init_scales_only_the_hashed_string_rows_of_a_fresh_network(tmp_path, capsys):
+  net = network.NetConfig()
+  base, zero = network.init_params(net, 3), network.init_params(net, 3, table_scale=0.0)
+  differ = np.flatnonzero(base != zero)
+  assert len(differ) == net.buckets * net.d_model and not zero[differ].any()   # the table, now all zeros
+  trainer = pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / "run"), table_init=0.0, data=("synthetic",)))
+  np.testing.assert_array_equal(np.asarray(trainer.params), network.init_params(net, 0, AgentConfig().stop_bias,
+                                                                                AgentConfig().prior, 0.0))
+  with pytest.raises(SystemExit) as e:
+    pretrain.main(["--table-init", "-1", "--out", str(tmp_path / "bad")])
+  assert e.value.code != 0 and "--table-init must be >= 0" in capsys.readouterr().err
+
+
 def test_a_hash_permutation_keeps_the_empty_row_is_a_bijection_and_differs_between_episodes():
   perms = [hash_permutation(np.random.default_rng([4, e]), 64) for e in range(3)]
   for p in perms:
