@@ -30,8 +30,10 @@ here makes the same trials as `arrl.search(space, objective, agent="ppo", agent_
 first from its RNG: a string keeps one embedding row within an episode and gets another in the next, so the
 network cannot learn what a particular field or value of the NAS-Bench-Graph space (the same space in all
 nine datasets) is worth. The strings that mean the same in every space (a trial's status, an edit's op, the
-token markers: `features.STRUCTURAL`) keep their rows. Validation and `agent="ppo"` keep the identity, to such a network one relabelling among
-all those it trained on. `--eval-datasets` validates on other NAS training datasets than `--datasets` trains on
+token markers: `features.STRUCTURAL`) keep their rows. Validation and `agent="ppo"` keep the identity, to such a
+network one relabelling among all those it trained on. `--table-init S` scales a fresh network's hash rows at
+the start (0: every string starts as the zero vector; shuffled, the default random rows are noise that drowns the
+numbers a token carries). `--eval-datasets` validates on other NAS training datasets than `--datasets` trains on
 (a leave-datasets-out run; the held-out ones are refused here too).
 
 `--init-from shipped|DIR` starts a fresh run from the parameters of the shipped network or of a `--ship-to DIR`
@@ -245,6 +247,8 @@ class Config:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if not self.table_init >= 0:
       raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
+    if self.table_init != 1.0 and self.init_from:
+      raise ValueError("--table-init sets up a fresh network: not with --init-from (the parent brings its rows)")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
 

@@ -74,6 +74,8 @@ def test_table_init_scales_only_the_hashed_string_rows_of_a_fresh_network(tmp_pa
   with pytest.raises(SystemExit) as e:
     pretrain.main(["--table-init", "-1", "--out", str(tmp_path / "bad")])
   assert e.value.code != 0 and "--table-init must be >= 0" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="not with --init-from"):
+    pretrain.Config(table_init=0.0, init_from="shipped")
 
 
 def test_a_hash_permutation_keeps_the_empty_row_is_a_bijection_and_differs_between_episodes():
