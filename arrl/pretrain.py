@@ -12,11 +12,11 @@ fixed fresh synthetic tasks and, with NAS data, on `--eval-nas` episodes per tra
 seeds that training never draws (the synthetic validation alone did not predict the NAS tables); its `combined`
 value is the mean of the two sources' mean regret over the run, and the run keeps the parameters of its best
 combined point in OUT/best.npz (`--ship-best` ships them). The network carries over between episodes; the
-in-context history starts empty in each. The objective is the mean normalised regret of the search's kept best over the run (0 at the optimum,
-~1 for a typical random program): the area under the regret curve, so every budget counts. Its reward is the
-potential-shaped form (`Episode.step`): a trial that lowers the regret by d, with a share f of the budget still
-ahead (itself included), earns d * f, and the undiscounted return is the first regret minus the run's mean
-regret. The plain form (reward = -regret after each step) has the same optimum but carries the current regret
+in-context history starts empty in each. The objective is the mean normalised regret of the search's kept best
+over the run (0 at the optimum, ~1 for a typical random program): the area under the regret curve, so every
+budget counts. Its reward is the potential-shaped form (`Episode.step`): a trial that lowers the regret by d,
+with a share f of the budget still ahead (itself included), earns d * f, and the undiscounted return is the
+first regret minus the run's mean regret. The plain form (reward = -regret after each step) has the same optimum but carries the current regret
 in every reward, a level the critic cannot see (the optimum is unknown to the agent): its advantages were
 uncorrelated with what the action did (corr 0.001 with the step's own improvement, 800 steps of the shipped
 network), so the policy gradient was noise.
@@ -265,13 +265,13 @@ def val_datasets(config: dict[str, Any]) -> tuple[str, ...]:
 
 def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
   """The settings of a (saved) config a resumed run must keep, by flag: its validation curve and best point compare
-  like with like only, and half a run each way with --hash-shuffle would be neither (runs from before a setting
-  existed read as its old behaviour)."""
+  like with like only, half a run each way with --hash-shuffle would be neither, and the card names the
+  --table-init the network started from (runs from before a setting existed read as its old behaviour)."""
   nas = "nas" in config["data"]
   return {"--seed": config["seed"], "--data": ",".join(config["data"]), "--eval-tasks": config["eval_tasks"],
           "--eval-nas": config.get("eval_nas", 0) if nas else 0,
           "--eval-datasets": ",".join(val_datasets(config)) or "none",
-          "--hash-shuffle": config.get("hash_shuffle", False)}
+          "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0)}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:

@@ -286,7 +286,8 @@ def test_validation_on_other_training_datasets_and_a_hash_shuffled_run_that_resu
   assert {t.name for t in trainer.tasks(np.random.default_rng(0), 6)} == {trainer.nas("cs").name}
   card = json.loads((tmp_path / "S" / "card.json").read_text())
   assert card["hash_shuffle"] and card["nas_validation_datasets"] == ["photo", "arxiv"] and card["nas_datasets"] == ["cs"]
-  for other in ([a for a in args if a != "--hash-shuffle"], [*args[:17], "photo", *args[18:]]):
+  assert card["table_init"] == 1.0
+  for other in ([a for a in args if a != "--hash-shuffle"], [*args[:17], "photo", *args[18:]], [*args, "--table-init", "0"]):
     assert pretrain.main(other) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(tmp_path / "r") in err
