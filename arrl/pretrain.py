@@ -63,7 +63,7 @@ from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Transition, stack_transitions
-from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_pretrained, save_pretrained
+from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_card, load_pretrained, save_pretrained
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, shuffle_rows
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
@@ -278,11 +278,10 @@ def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, d
   """The parameters a run starts from (`--init-from shipped|DIR`) and the record of that parent for the card."""
   directory = PRETRAINED if init_from == "shipped" else init_from
   params = load_pretrained(directory, net_cfg, scratch="without --init-from")
-  card_path = os.path.join(directory, "card.json")
-  if not os.path.exists(card_path):
-    raise ValueError(f"{card_path}: missing; --init-from needs the card written with params.npz (its lineage)")
-  with open(card_path) as f:
-    card = json.load(f)
+  card = load_card(directory)
+  if card is None:
+    raise ValueError(f"{os.path.join(directory, 'card.json')}: missing; --init-from needs the card written with "
+                     "params.npz (its lineage)")
   # A card from before lineages were recorded is the root of its lineage.
   return params, {"init_from": init_from, "params_sha256": file_sha256(os.path.join(directory, "params.npz")),
                   "iterations": card["iterations"], "command": card.get("command"),

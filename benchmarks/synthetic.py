@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 import arrl.search
-from arrl.ppo.checkpoint import PRETRAINED
+from arrl.ppo.checkpoint import PRETRAINED, load_card
 from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
 from benchmarks import report
 from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
@@ -84,11 +84,9 @@ def trained_tables(agent: str, options: dict) -> list[str]:
   network or another agent). On such a table its score includes what it memorised of the table's fields and
   values, so it is no fair opponent there for a network that never saw it."""
   source = options.get("init_from", "pretrained")   # PPOAgent's default: the shipped network
-  path = os.path.join(PRETRAINED if source == "pretrained" else str(source), "card.json")
-  if agent != "ppo" or source in (None, "none") or not os.path.exists(path):
+  if agent != "ppo" or source in (None, "none"):
     return []
-  with open(path) as f:
-    card = json.load(f)
+  card = load_card(PRETRAINED if source == "pretrained" else source) or {}
   return list(card.get("nas_datasets", [])) if "nas" in card.get("data", []) else []
 
 

@@ -2,6 +2,7 @@
 and the shipped pretrained network (loading, config mismatch, a space it never saw)."""
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -236,6 +237,12 @@ def test_init_from_a_network_of_another_config_is_one_error_naming_the_file(tmp_
   err = capsys.readouterr().err.strip()
   assert code != 0 and len(err.splitlines()) == 1
   assert str(tmp_path / "p" / "params.npz") in err and "d_model=32 here 64" in err and "without --init-from" in err
+  assert not (tmp_path / "r").exists()
+  _parent(tmp_path / "nocard", {"iterations": 1, "simulated_trials": 10})
+  os.remove(tmp_path / "nocard" / "card.json")
+  code = pretrain.main(["--out", str(tmp_path / "r"), "--init-from", str(tmp_path / "nocard"), "--data", "synthetic"])
+  err = capsys.readouterr().err.strip()
+  assert code != 0 and len(err.splitlines()) == 1 and f"{tmp_path / 'nocard' / 'card.json'}: missing" in err
   assert not (tmp_path / "r").exists()
 
 

@@ -111,6 +111,15 @@ def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict
     f.write("\n".join(lines))
 
 
+def load_card(directory: str) -> dict[str, Any] | None:
+  """The model card `save_pretrained` wrote in `directory` (None when there is none)."""
+  path = os.path.join(directory, "card.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def load_pretrained(directory: str, net_cfg: Any, scratch: str = "with --agent-init none") -> np.ndarray:
   """The flat parameters stored in `directory` (see save_pretrained); one clear error when they belong to
   another network config or are missing (`scratch` says how the caller starts without them)."""
