@@ -90,6 +90,14 @@ class Episode:
     self.cached_in_a_row = 0
     self.regrets = [task.regret(self._params(self.current))]   # after each executed trial
     self.tally = Tally()                                          # the history statistics so far
+    self._true: dict[Any, float] = {}
+
+  def oracle(self, tree: Any) -> float:
+    """The true normalised regret of a program (memoised: the current program's neighbours are asked for at
+    every step until one is kept). Meta-training's surrogate targets; the agent never sees it."""
+    if tree not in self._true:
+      self._true[tree] = self.task.regret(self._params(tree))
+    return self._true[tree]
 
   def _params(self, tree: Any) -> dict:
     return self.task.space.to_params(tree)
@@ -139,13 +147,16 @@ class Rollout:
   episode: Episode
   transitions: list[Transition]
   rewards: list[float]
+  targets: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)  # with `targets=True`
 
 
 def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, tasks: Sequence[Task],
-                 trials: int, rngs: Sequence[np.random.Generator], hash_shuffle: bool = False) -> list[Rollout]:
+                 trials: int, rngs: Sequence[np.random.Generator], hash_shuffle: bool = False,
+                 targets: bool = False) -> list[Rollout]:
   """A batch of whole searches, stepped together: each step encodes every unfinished search in one call, then
   samples one proposal for each (retrying, like PPOAgent.propose, those that drew a measured program). With
-  `hash_shuffle` each episode first draws its relabelling of the hash rows from its RNG (as PPOAgent does)."""
+  `hash_shuffle` each episode first draws its relabelling of the hash rows from its RNG (as PPOAgent does); with
+  `targets` each transition comes with its candidates' surrogate targets (the same trials either way)."""
   perms = [shuffle_rows(rng, feat_cfg.buckets) if hash_shuffle else None for rng in rngs]
   eps = [Episode(t, trials) for t in tasks]
   out = [Rollout(e, [], []) for e in eps]
@@ -154,7 +165,7 @@ def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: An
     for e, rng, perm in zip(eps, rngs, perms):
       state = e.state()
       stats = HistoryStats.of(state, feat_cfg.reward, tally=e.tally)
-      searches.append(rollout.Search.of(state, stats, feat_cfg, rng, perm))
+      searches.append(rollout.Search.of(state, stats, feat_cfg, rng, perm, e.oracle if targets else None))
     h, values = rollout.encode(net_cfg, params, searches, SIZES[0])
     want = [not e.done for e in eps]
     found: list[rollout.Sampled | None] = [None] * len(eps)
@@ -171,6 +182,8 @@ def run_episodes(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: An
                 "value": float(s.transition.value), "entropy": s.entropy}
         out[b].rewards.append(eps[b].step(dataclasses.replace(s.proposal, info=info)))
         out[b].transitions.append(s.transition)
+        if targets:
+          out[b].targets.append(s.targets)
   return out
 
 
@@ -188,20 +201,30 @@ def advantages(rewards: Sequence[float], values: Sequence[float], gamma: float, 
   return adv, adv + v
 
 
-def ppo_batch(res: Sequence[Rollout], gamma: float, lam: float, size: int,
-              rng: np.random.Generator) -> tuple[Transition, np.ndarray, np.ndarray, np.ndarray]:
+def ppo_batch(res: Sequence[Rollout], gamma: float, lam: float, size: int, rng: np.random.Generator
+              ) -> tuple[Transition, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
   """One iteration's PPO batch: GAE per episode, then `size` of all the episodes' transitions drawn by `rng`
-  and kept in order (a fixed size: one compiled update). (batch, its advantages, its returns, every return)."""
-  trs, adv, ret = [], [], []
+  and kept in order (a fixed size: one compiled update). (batch, its advantages, its returns, every return, the
+  batch's surrogate targets [size, M, S] and [size, M, V] padded like its tokens, or None without targets)."""
+  trs, adv, ret, tgt = [], [], [], []
   for r in res:
     a, g = advantages(r.rewards, [float(t.value) for t in r.transitions], gamma, lam)
     trs += r.transitions
+    tgt += r.targets
     adv.append(a)
     ret.append(g)
   keep = np.sort(rng.permutation(len(trs))[:size])
   returns = np.concatenate(ret)
-  return (stack_transitions([trs[i] for i in keep], SIZES), np.concatenate(adv)[keep].astype(np.float32),
-          returns[keep].astype(np.float32), returns)
+  batch = stack_transitions([trs[i] for i in keep], SIZES)
+  targets = None
+  if tgt:
+    def pad(rows: list[np.ndarray], like: np.ndarray) -> np.ndarray:
+      out = np.zeros(like.shape, np.float32)
+      for n, row in enumerate(rows):
+        out[n, :, :row.shape[-1]] = row
+      return out
+    targets = (pad([tgt[i][0] for i in keep], batch.act.sites.kind), pad([tgt[i][1] for i in keep], batch.act.values.kind))
+  return batch, np.concatenate(adv)[keep].astype(np.float32), returns[keep].astype(np.float32), returns, targets
 
 
 def regret_summary(curves: np.ndarray) -> dict[str, float]:
@@ -236,6 +259,7 @@ class Config:
   init_from: str | None = None   # "shipped" or a --ship-to directory: the network a fresh run starts from
   hash_shuffle: bool = False     # each training episode relabels the hash rows (features.shuffle_rows)
   table_init: float = 1.0        # scale of a fresh network's hashed-string rows (network.init_params table_scale)
+  surrogate: bool = False        # the network has a surrogate, trained on every candidate's true regret
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):
@@ -271,7 +295,8 @@ def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
   return {"--seed": config["seed"], "--data": ",".join(config["data"]), "--eval-tasks": config["eval_tasks"],
           "--eval-nas": config.get("eval_nas", 0) if nas else 0,
           "--eval-datasets": ",".join(val_datasets(config)) or "none",
-          "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0)}
+          "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0),
+          "--surrogate": config.get("surrogate", False)}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -297,7 +322,7 @@ class Pretrainer:
     from arrl.ppo.update import PPOConfig, make_optimizer
     self.cfg = cfg
     agent = AgentConfig()
-    self.net_cfg = network.NetConfig()
+    self.net_cfg = network.NetConfig(surrogate=cfg.surrogate)
     self.feat_cfg = FeatureConfig(buckets=self.net_cfg.buckets, history=agent.history,
                                   max_edits=self.net_cfg.max_edits, reward=RewardConfig())
     # The shaped rewards are small (a gain of 0.1 regret is a big step) and most are 0, so the advantages'
@@ -405,13 +430,15 @@ class Pretrainer:
     tasks = self.tasks(rng, self.cfg.envs)
     rngs = [np.random.default_rng([self.cfg.seed, it, b]) for b in range(self.cfg.envs)]
     t0 = time.perf_counter()
-    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs, self.cfg.hash_shuffle)
+    res = run_episodes(self.net_cfg, self.feat_cfg, self.params, tasks, self.cfg.trials, rngs, self.cfg.hash_shuffle,
+                       targets=self.net_cfg.surrogate)
     rollout_seconds = time.perf_counter() - t0
-    batch, adv, ret, returns = ppo_batch(res, self.cfg.gamma, self.cfg.gae_lambda,
-                                         self.cfg.envs * (self.cfg.trials - 1), rng)
+    batch, adv, ret, returns, targets = ppo_batch(res, self.cfg.gamma, self.cfg.gae_lambda,
+                                                  self.cfg.envs * (self.cfg.trials - 1), rng)
     self.key, sub = (np.asarray(k, np.uint32) for k in jax.random.split(self.key))
     self.params, self.opt_state, metrics = update_from_advantages(
-        self.net_cfg, self.ppo_cfg, self.params, self.opt_state, batch, adv, ret, sub, np.float32(self.cfg.ent_coef))
+        self.net_cfg, self.ppo_cfg, self.params, self.opt_state, batch, adv, ret, sub, np.float32(self.cfg.ent_coef),
+        targets)
     out = {k: float(v) for k, v in metrics.items()}
     values = np.array([float(t.value) for r in res for t in r.transitions])
     out["value_explained"] = float(1 - np.var(returns - values) / max(np.var(returns), 1e-12))
@@ -507,6 +534,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
   p.add_argument("--table-init", type=float, default=defaults.table_init,
                  help="scale of a fresh network's hashed-string embedding rows (0: strings start as zero vectors, "
                       "tokens as their numbers; with --hash-shuffle the random rows otherwise drown the numbers)")
+  p.add_argument("--surrogate", action="store_true",
+                 help="a network with a surrogate: a scorer of candidates from their numbers, trained on the true "
+                      "regret each candidate leads to (known in meta-training), whose scores the policy adds to its "
+                      "logits with a learned weight")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -527,6 +558,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
                  init_from=args.init_from, hash_shuffle=args.hash_shuffle, table_init=args.table_init,
+                 surrogate=args.surrogate,
                  eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))
@@ -565,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     save_pretrained(ship, trainer.net_cfg, params, {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "nas_validation_datasets": list(cfg.val_datasets), "hash_shuffle": cfg.hash_shuffle,
-        "table_init": cfg.table_init,
+        "table_init": cfg.table_init, "surrogate": cfg.surrogate,
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": trials,
         "wall_seconds": round(sum(x["seconds"] for x in log)),

@@ -33,7 +33,7 @@ from arrl import tree as tree_lib
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Actions, Transition, empty_tokens, remap, stack_tokens, stack_transitions
-from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, unpack, unpack_leaves
+from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, stored_net_config, unpack, unpack_leaves
 from arrl.ppo.features import FeatureConfig, HistoryStats, observation, shuffle_rows
 from arrl.ppo.reward import RewardConfig, reward
 from arrl.ppo.update import PPOConfig, make_optimizer, ppo_update
@@ -93,6 +93,10 @@ class PPOAgent:
                **options: Any):
     self.options = dict(options)
     self.cfg, self.net_cfg, self.ppo_cfg, self.reward_cfg = split_options(options)
+    pretrained = PRETRAINED if init_from == "pretrained" else init_from
+    stored = stored_net_config(pretrained) if pretrained and pretrained != "none" else None
+    if stored is not None and not set(options) & {f.name for f in dataclasses.fields(network.NetConfig)}:
+      self.net_cfg = network.NetConfig(**stored)  # no network option given: the pretrained network's own
     if self.cfg.update_every % self.ppo_cfg.minibatches:
       raise ValueError(f"update_every={self.cfg.update_every} must be a multiple of "
                        f"minibatches={self.ppo_cfg.minibatches}")
@@ -118,9 +122,8 @@ class PPOAgent:
     self.entropies: collections.deque = collections.deque(maxlen=self.cfg.update_every)  # nats per decision
     self.metrics: dict[str, float] = {}
     self._weights: str | None = None              # cached packed network for state_dict without ckpt_dir
-    if init_from == "pretrained" or (init_from and os.path.exists(os.path.join(init_from, "params.npz"))):
-      path = PRETRAINED if init_from == "pretrained" else init_from
-      self.params = self._to_device(jnp.asarray(load_pretrained(path, self.net_cfg)))
+    if init_from == "pretrained" or stored is not None:
+      self.params = self._to_device(jnp.asarray(load_pretrained(pretrained, self.net_cfg)))
     elif init_from and init_from != "none":
       self.params = self._to_device(OrbaxStore(init_from).restore(None, {"params": self.params})["params"])
 

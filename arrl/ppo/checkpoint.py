@@ -120,15 +120,28 @@ def load_card(directory: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+# NetConfig fields added after networks were shipped, with the value a network saved before them has.
+LEGACY_NET_CONFIG = {"surrogate": False}
+
+
+def stored_net_config(directory: str) -> dict[str, Any] | None:
+  """The network config of the parameters `save_pretrained` wrote in `directory` (None when there are none)."""
+  path = os.path.join(directory, "params.npz")
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as z:
+    return {**LEGACY_NET_CONFIG, **json.loads(z["net_config"].tobytes().decode())}
+
+
 def load_pretrained(directory: str, net_cfg: Any, scratch: str = "with --agent-init none") -> np.ndarray:
   """The flat parameters stored in `directory` (see save_pretrained); one clear error when they belong to
   another network config or are missing (`scratch` says how the caller starts without them)."""
   path = os.path.join(directory, "params.npz")
-  if not os.path.exists(path):
+  stored = stored_net_config(directory)
+  if stored is None:
     raise ValueError(f"no pretrained PPO network at {path} (train one with `python -m arrl.pretrain --ship`, "
                      f"or start from scratch {scratch})")
   with np.load(path) as z:
-    stored = json.loads(z["net_config"].tobytes().decode())
     params = z["params"]
   if stored != dataclasses.asdict(net_cfg):
     diff = {k: (stored.get(k), v) for k, v in dataclasses.asdict(net_cfg).items() if stored.get(k) != v}

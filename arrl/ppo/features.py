@@ -351,6 +351,7 @@ class Candidates:
   values: dict[Site, list[Any]]
   fresh: dict[Site, list[bool]]
   settings: dict[Site, list[Key]]   # the (path, value) setting each value leads to
+  children: dict[Site, list[Node]]  # the program each value leads to
 
   @classmethod
   def of(cls, space: Any, tree: Node, exclude: set[Site], stats: HistoryStats) -> "Candidates":
@@ -359,7 +360,8 @@ class Candidates:
     fresh = {s: [child not in stats.measured for child in children[s]] for s in sites}
     if not any(any(f) for f in fresh.values()):
       fresh = {s: [True] * len(f) for s, f in fresh.items()}
-    return cls(tree, sites, {s: actions[s] for s in sites}, fresh, {s: settings[s] for s in sites})
+    return cls(tree, sites, {s: actions[s] for s in sites}, fresh, {s: settings[s] for s in sites},
+               {s: children[s] for s in sites})
 
 
 def site_tokens(space: Any, c: Candidates, step: int, stats: HistoryStats, cfg: FeatureConfig) -> Tokens:

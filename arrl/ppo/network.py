@@ -31,6 +31,7 @@ class NetConfig:
   mlp_mult: int = 2
   buckets: int = 2048        # rows of the hashed-string embedding table
   max_edits: int = 3         # M: edits per proposal at most
+  surrogate: bool = False    # a supervised scorer of candidates from their numbers alone (`PolicyValueNet.predict`)
 
   def __post_init__(self) -> None:
     if self.d_model % self.n_heads:
@@ -62,6 +63,12 @@ def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
   all-illegal row stays NaN-free and is simply ignored by the step masks)."""
   logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
   return jax.nn.log_softmax(logits, axis=-1)
+
+
+def centred(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """`x` minus its mean over `mask` along the last axis; 0 outside `mask`."""
+  mean = jnp.sum(jnp.where(mask, x, 0.0), -1, keepdims=True) / jnp.maximum(mask.sum(-1, keepdims=True), 1)
+  return jnp.where(mask, x - mean, 0.0)
 
 
 def masked_entropy(logp: jax.Array, mask: jax.Array) -> jax.Array:
@@ -140,6 +147,12 @@ class PolicyValueNet(nnx.Module):
     # a clipped policy update moves each logit by a few tenths at most, too slowly to learn that from scratch
     # within a short run.
     self.prior_w = nnx.Param(jnp.zeros((N_KINDS, NUM_FEATS)))
+    if cfg.surrogate:
+      # Trained by a supervised loss only (`surrogate_loss`: meta-training knows every candidate's true result);
+      # the policy adds sur_w times its centred prediction to each logit and learns sur_w, not the surrogate. It
+      # reads a candidate's numbers, never its strings, so what it learns holds in any space.
+      self.surrogate = MLP(N_KINDS * NUM_FEATS, 2 * d, 1, rngs)
+      self.sur_w = nnx.Param(jnp.zeros(()))
 
   def embed(self, t: Tokens) -> jax.Array:
     """[..., d]: sum of the hashed-string embeddings, the kind's projection of the numbers, the kind."""
@@ -163,13 +176,42 @@ class PolicyValueNet(nnx.Module):
   def _prior(self, t: Tokens) -> jax.Array:
     return _kind_nums(t) @ self.prior_w[...].reshape(-1)
 
+  def predict(self, t: Tokens) -> jax.Array:
+    """[...] the surrogate's score of each candidate: minus the normalised regret of the program it leads to (a
+    site: the best of its values), up to a constant per choice (only differences are trained)."""
+    return self.surrogate(_kind_nums(t))[..., 0]
+
+  def _guided(self, t: Tokens, among: jax.Array) -> jax.Array:
+    """sur_w x the surrogate's score centred over the candidates `among` (0 elsewhere, and without a surrogate):
+    STOP keeps its own logit, at the candidates' mean score."""
+    if not self.cfg.surrogate:
+      return jnp.zeros(t.kind.shape)
+    return self.sur_w[...] * centred(jax.lax.stop_gradient(self.predict(t)), among)
+
+  def surrogate_loss(self, act: Actions, site_target: jax.Array, value_target: jax.Array) -> tuple[jax.Array,
+                                                                                                      jax.Array]:
+    """Mean squared error of the surrogate's centred scores against the centred targets [B, M, S] and [B, M, V]
+    (minus each candidate's normalised regret, see `predict`) over the legal candidates of the choices taken, and
+    that of scoring every candidate alike (the targets' spread: 1 - the ratio is the variance explained)."""
+    mask_s = act.sites.mask & (act.sites.kind != KIND_STOP) & act.site_on[..., None]
+    mask_v = act.values.mask & act.value_on[..., None]
+    n = jnp.maximum(mask_s.sum() + mask_v.sum(), 1)
+
+    def mse(pred_s: jax.Array, pred_v: jax.Array) -> jax.Array:
+      err_s = centred(pred_s, mask_s) - centred(site_target, mask_s)
+      err_v = centred(pred_v, mask_v) - centred(value_target, mask_v)
+      return (jnp.sum(jnp.where(mask_s, err_s ** 2, 0.0)) + jnp.sum(jnp.where(mask_v, err_v ** 2, 0.0))) / n
+
+    return mse(self.predict(act.sites), self.predict(act.values)), mse(jnp.zeros(mask_s.shape), jnp.zeros(mask_v.shape))
+
   def site_scores(self, h_BxD, ctx_BxD, step, sites: Tokens,
                   keys_BxSxD: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """log-probabilities [B, S] over candidate sites (STOP among them) and their keys [B, S, d] (computed
     here unless given)."""
     keys_BxSxD = self.site_key(self.embed(sites)) if keys_BxSxD is None else keys_BxSxD
     q_BxD = self.site_query(jnp.concatenate([h_BxD, ctx_BxD, self._step_code(step, h_BxD.shape[0])], -1))
-    logits_BxS = jnp.einsum("bsd,bd->bs", keys_BxSxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(sites)
+    logits_BxS = (jnp.einsum("bsd,bd->bs", keys_BxSxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(sites)
+                  + self._guided(sites, sites.mask & (sites.kind != KIND_STOP)))
     # STOP's logit carries log(number of legal sites), so its initial probability (sigmoid of its bias, next
     # to sites of logit ~0) is the same in a 7-field space and in a 45-site one.
     n_sites_B = jnp.sum(sites.mask & (sites.kind != KIND_STOP), axis=-1)
@@ -184,7 +226,8 @@ class PolicyValueNet(nnx.Module):
     keys_BxVxD = self.value_key(self.embed(values)) if keys_BxVxD is None else keys_BxVxD
     code = self._step_code(step, h_BxD.shape[0])
     q_BxD = self.value_query(jnp.concatenate([h_BxD, ctx_BxD, site_key_BxD, code], -1))
-    logits_BxV = jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
+    logits_BxV = (jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
+                  + self._guided(values, values.mask))
     return masked_log_softmax(logits_BxV, values.mask), keys_BxVxD
 
   def evaluate(self, obs: Tokens, act: Actions,
@@ -240,18 +283,27 @@ def build(cfg: NetConfig, flat: jax.Array) -> PolicyValueNet:
   return nnx.merge(graphdef, jax.tree.unflatten(treedef, parts))
 
 
+@functools.lru_cache(maxsize=None)
+def surrogate_mask(cfg: NetConfig) -> np.ndarray:
+  """[num_params] bool: the entries of the flat vector that belong to the surrogate (none without one)."""
+  paths_leaves = jax.tree_util.tree_flatten_with_path(structure(cfg)[1])[0]
+  return np.concatenate([np.full(leaf.size, str(getattr(path[0], "key", "")) == "surrogate")
+                         for path, leaf in paths_leaves])
+
+
 def num_params(cfg: NetConfig) -> int:
   return sum(leaf.size for leaf in jax.tree.leaves(structure(cfg)[1]))
 
 
 def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0,
-                table_scale: float = 1.0) -> np.ndarray:
+                table_scale: float = 1.0, guide: float = 4.0) -> np.ndarray:
   """The flat float32 parameter vector, drawn in numpy (running the initialisers through XLA would
   compile dozens of tiny programs: seconds on a busy CPU).
 
   Kernels ~ N(0, 1/fan_in) (the critic's output layer x0.01, so early values do not swamp the returns),
   biases 0, norm scales 1, embeddings ~ N(0, 0.25). `stop_bias` is STOP's extra logit (P(STOP after an
-  edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit; `table_scale`
+  edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit; `guide` the
+  surrogate's weight in the logits (its output layer starts at 0, so its scores do too); `table_scale`
   scales the hashed-string table's draws (0: every string starts at the zero vector, so a token starts as its
   numbers and kind only; the other draws are the same for any value).
   """
@@ -261,7 +313,7 @@ def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float 
     names = [str(getattr(k, "key", "")) for k in path]
     shape = leaf.shape
     if "kernel" in names:
-      scale = 0.01 if names[:2] == ["critic", "fc2"] else 1.0
+      scale = {("critic", "fc2"): 0.01, ("surrogate", "fc2"): 0.0}.get(tuple(names[:2]), 1.0)
       return scale * rng.normal(0, 1 / math.sqrt(shape[0]), shape)
     if "embedding" in names:
       return (table_scale if names[0] == "table" else 1.0) * rng.normal(0, 0.5, shape)
@@ -271,6 +323,8 @@ def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float 
       return np.ones(shape)
     if "stop_bias" in names:
       return np.full(shape, stop_bias)
+    if "sur_w" in names:
+      return np.full(shape, guide)
     if "prior_w" in names:
       w = np.zeros(shape)
       w[[KIND_SITE, KIND_VALUE], REGRET] = prior

@@ -9,7 +9,7 @@ depend only on the batch size and the padded token counts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,17 +23,19 @@ from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observati
 @dataclasses.dataclass
 class Search:
   """One search being sampled for: its state, history statistics, observation, sampling RNG and the relabelling
-  of hash rows every token it shows the network goes through (None: none; see batch.hash_permutation)."""
+  of hash rows every token it shows the network goes through (None: none; see batch.hash_permutation), and in
+  meta-training the oracle: a program's true normalised regret, whence each candidate's surrogate target."""
   state: Any                      # arrl.agents.base.SearchState
   stats: HistoryStats
   obs: Tokens
   rng: np.random.Generator
   perm: np.ndarray | None = None
+  oracle: Callable[[Any], float] | None = None
 
   @classmethod
   def of(cls, state: Any, stats: HistoryStats, feat_cfg: FeatureConfig, rng: np.random.Generator,
-         perm: np.ndarray | None = None) -> "Search":
-    return cls(state, stats, remap(observation(state, stats, feat_cfg), perm), rng, perm)
+         perm: np.ndarray | None = None, oracle: Callable[[Any], float] | None = None) -> "Search":
+    return cls(state, stats, remap(observation(state, stats, feat_cfg), perm), rng, perm, oracle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,31 @@ class Sampled:
   transition: Transition
   decisions: int                  # choices made (sites and values)
   entropy: float                  # summed entropy of those choices (nats)
+  targets: tuple[np.ndarray, np.ndarray] | None = None  # [M, S], [M, V] beside act.sites, act.values: minus
+                                  # the true normalised regret each candidate leads to (with an oracle)
+
+
+def site_targets(c: Candidates, oracle: Callable[[Any], float], size: int) -> np.ndarray:
+  """[size] per site token (STOP first: 0): minus the regret of the best program its new values lead to."""
+  out = np.zeros(size, np.float32)
+  for i, site in enumerate(c.sites):
+    scores = [-oracle(t) for t, f in zip(c.children[site], c.fresh[site]) if f]
+    out[1 + i] = max(scores, default=0.0)
+  return out
+
+
+def value_targets(c: Candidates, site: Any, oracle: Callable[[Any], float], size: int) -> np.ndarray:
+  """[size] per value token of `site`: minus the regret of the program it leads to."""
+  out = np.zeros(size, np.float32)
+  out[:len(c.children[site])] = [-oracle(t) for t in c.children[site]]
+  return out
+
+
+def _rows(rows: list[np.ndarray], m: int, size: int) -> np.ndarray:
+  out = np.zeros((m, size), np.float32)
+  for j, r in enumerate(rows):
+    out[j, :len(r)] = r
+  return out
 
 
 def _choose(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
@@ -75,6 +102,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
   edits: list[list] = [[] for _ in range(B)]
   sites_tok: list[list[Tokens]] = [[] for _ in range(B)]
   values_tok: list[list[Tokens]] = [[] for _ in range(B)]
+  site_tgt: list[list[np.ndarray]] = [[] for _ in range(B)]
+  value_tgt: list[list[np.ndarray]] = [[] for _ in range(B)]
   site_idx, value_idx = np.zeros((B, M), np.int32), np.zeros((B, M), np.int32)
   site_on, value_on = np.zeros((B, M), bool), np.zeros((B, M), bool)
   logp, entropy = np.zeros(B), np.zeros(B)
@@ -98,6 +127,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
     for b in np.flatnonzero(live):
       i, lp, ent = _choose(searches[b].rng, slogp[b], np.pad(st[b].mask, (0, slogp.shape[1] - len(st[b].mask))))
       sites_tok[b].append(st[b])
+      if searches[b].oracle is not None:
+        site_tgt[b].append(site_targets(cands[b], searches[b].oracle, len(st[b].mask)))
       site_idx[b, j], site_on[b, j], pick[b] = i, True, i
       logp[b], entropy[b] = logp[b] + lp, entropy[b] + ent
       if i == 0:  # STOP
@@ -118,6 +149,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
       value_idx[b, j], value_on[b, j], vpick[b] = k, True, k
       logp[b], entropy[b] = logp[b] + lp, entropy[b] + ent
       site = cands[b].sites[pick[b] - 1]
+      if searches[b].oracle is not None:
+        value_tgt[b].append(value_targets(cands[b], site, searches[b].oracle, len(vt[b].mask)))
       edit = make_edit(site, cands[b].values[site][k])
       edits[b].append(edit)
       chosen[b].add(site)
@@ -133,5 +166,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
     tr = Transition(obs=searches[b].obs, act=act, logp=np.float32(logp[b]), value=np.float32(values[b]),
                     reward=np.float32(0.0))
     prop = Proposal(tree=trees[b], parent=searches[b].state.current, edits=tuple(edits[b]))
-    out[b] = Sampled(prop, tr, int(site_on[b].sum() + value_on[b].sum()), float(entropy[b]))
+    targets = None
+    if searches[b].oracle is not None:  # a STOP step has no value target: its row stays 0 (value_on is False)
+      targets = (_rows(site_tgt[b], M, act.sites.kind.shape[-1]), _rows(value_tgt[b], M, act.values.kind.shape[-1]))
+    out[b] = Sampled(prop, tr, int(site_on[b].sum() + value_on[b].sum()), float(entropy[b]), targets)
   return out

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from arrl.ppo.batch import Tokens, Transition
-from arrl.ppo.network import NetConfig, build
+from arrl.ppo.network import NetConfig, build, surrogate_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,7 @@ class PPOConfig:
   max_grad_norm: float = 0.5
   split_stop_entropy: bool = False  # entropy bonus of a site choice: network.site_entropy (stop-or-go-on + which
                                # site; meta-training) instead of the categorical's, which favours more edits
+  surrogate_coef: float = 1.0  # weight of the surrogate's supervised loss (meta-training with targets only)
 
   def __post_init__(self) -> None:
     if not 0 < self.clip_eps < 1:
@@ -47,6 +48,10 @@ class PPOConfig:
 
 def make_optimizer(cfg: PPOConfig) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+
+
+def _clipped(g: jax.Array, max_norm: float) -> jax.Array:
+  return g * jnp.minimum(1.0, max_norm / jnp.maximum(jnp.linalg.norm(g), 1e-12))
 
 
 def gae(rewards_N: jax.Array, values_N: jax.Array, last_value: jax.Array, gamma: float,
@@ -93,27 +98,44 @@ def ppo_update(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: opt
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def update_from_advantages(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: optax.OptState,
                            batch: Transition, adv_N: jax.Array, ret_N: jax.Array, key: jax.Array,
-                           ent_coef: jax.Array) -> tuple[jax.Array, optax.OptState, dict]:
+                           ent_coef: jax.Array, targets: tuple[jax.Array, jax.Array] | None = None
+                           ) -> tuple[jax.Array, optax.OptState, dict]:
   """The same update for transitions of many episodes whose advantages and returns were computed per episode
-  (meta-training: `arrl.pretrain`)."""
-  return _optimise(net, cfg, params, opt_state, batch, adv_N, ret_N, key, ent_coef)
+  (meta-training: `arrl.pretrain`); with `targets` ([N, M, S], [N, M, V]: see `PolicyValueNet.surrogate_loss`)
+  the network's surrogate learns from them in the same steps."""
+  return _optimise(net, cfg, params, opt_state, batch, adv_N, ret_N, key, ent_coef, targets)
 
 
 def _optimise(net: NetConfig, cfg: PPOConfig, params: jax.Array, opt_state: optax.OptState, batch: Transition,
-              adv_N: jax.Array, ret_N: jax.Array, key: jax.Array, ent_coef: jax.Array):
+              adv_N: jax.Array, ret_N: jax.Array, key: jax.Array, ent_coef: jax.Array,
+              targets: tuple[jax.Array, jax.Array] | None = None):
   tx = make_optimizer(cfg)
   adv_N = (adv_N - adv_N.mean()) / jnp.maximum(adv_N.std(), cfg.adv_std_floor)  # whole batch: minibatches are tiny
   n = batch.reward.shape[0]
   size = n // cfg.minibatches
+  if targets is not None:
+    if not net.surrogate:
+      raise ValueError("surrogate targets need a network with a surrogate (NetConfig.surrogate)")
+    sur = jnp.asarray(surrogate_mask(net))
 
-  def loss_fn(p, mb: Transition, adv, ret):
-    logp, ent, _, value = build(net, p).evaluate(mb.obs, mb.act, cfg.split_stop_entropy)
-    return ppo_loss(logp, ent, value, mb.logp, mb.value, adv, ret, cfg, ent_coef)
+  def loss_fn(p, mb: Transition, adv, ret, tgt):
+    model = build(net, p)
+    logp, ent, _, value = model.evaluate(mb.obs, mb.act, cfg.split_stop_entropy)
+    loss, metrics = ppo_loss(logp, ent, value, mb.logp, mb.value, adv, ret, cfg, ent_coef)
+    if tgt is None:
+      return loss, metrics
+    metrics["surrogate_loss"], metrics["surrogate_spread"] = model.surrogate_loss(mb.act, *tgt)
+    return loss + cfg.surrogate_coef * metrics["surrogate_loss"], metrics
 
   def minibatch(carry, idx):
     p, o = carry
     mb = jax.tree.map(lambda a: a[idx], batch)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, mb, adv_N[idx], ret_N[idx])
+    tgt = None if targets is None else jax.tree.map(lambda a: a[idx], targets)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, mb, adv_N[idx], ret_N[idx], tgt)
+    if targets is not None:
+      # The policy's and the surrogate's gradients touch disjoint parameters (the logits read the surrogate
+      # through a stop_gradient); each is clipped on its own, so one part's large gradient cannot shrink the other's.
+      grads = jnp.where(sur, _clipped(grads * sur, cfg.max_grad_norm), _clipped(grads * ~sur, cfg.max_grad_norm))
     updates, o = tx.update(grads, o, p)
     return (optax.apply_updates(p, updates), o), metrics
 
