@@ -6,7 +6,10 @@ Each part is run `--repeats` times after a first, compiling call; prints JSON wi
 seconds, simulated trials per CPU-minute and the load average. The update is always applied to the same
 parameters, so every repeat does the same work.
 
-    python -m benchmarks.pretrain_speed [--envs 8] [--trials 100] [--repeats 5] [--seed 1]
+    python -m benchmarks.pretrain_speed [--envs 8] [--trials 100] [--repeats 5] [--seed 1] [--surrogate]
+
+`--surrogate`: a network with a surrogate; the episodes then also compute every candidate's target (its true
+regret) and the update trains the surrogate on them (`arrl.pretrain --surrogate`).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ def main() -> None:
   p.add_argument("--trials", type=int, default=100)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--surrogate", action="store_true")
   args = p.parse_args()
 
   import jax
@@ -45,28 +49,29 @@ def main() -> None:
   from arrl.ppo.update import update_from_advantages
 
   with tempfile.TemporaryDirectory() as out:
-    pt = Pretrainer(Config(out=out, envs=args.envs, trials=args.trials, seed=args.seed, data=("synthetic",)))
+    pt = Pretrainer(Config(out=out, envs=args.envs, trials=args.trials, seed=args.seed, data=("synthetic",),
+                           surrogate=args.surrogate))
   tasks = pt.tasks(np.random.default_rng(args.seed), args.envs)
 
   def episodes():
     rngs = [np.random.default_rng([args.seed, b]) for b in range(args.envs)]
-    return run_episodes(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs)
+    return run_episodes(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs, targets=args.surrogate)
 
   res = episodes()
   n = args.envs * (args.trials - 1)  # the batch size of `Pretrainer.iterate`
-  batch, adv_n, ret_n, _ = ppo_batch(res, pt.cfg.gamma, pt.cfg.gae_lambda, n, np.random.default_rng(args.seed))
+  batch, adv_n, ret_n, _, targets = ppo_batch(res, pt.cfg.gamma, pt.cfg.gae_lambda, n, np.random.default_rng(args.seed))
   key = np.asarray(jax.random.PRNGKey(args.seed), np.uint32)
 
   def update():
     params, _, _ = update_from_advantages(pt.net_cfg, pt.ppo_cfg, pt.params, pt.opt_state, batch, adv_n, ret_n,
-                                          key, np.float32(pt.cfg.ent_coef))
+                                          key, np.float32(pt.cfg.ent_coef), targets)
     return params.block_until_ready()
 
   upd = _timed(update, args.repeats)
   eps = _timed(episodes, args.repeats)
   trials = sum(r.episode.executed for r in res)
   print(json.dumps({
-      "envs": args.envs, "trials": trials, "batch": n, "update": upd, "episodes": eps,
+      "envs": args.envs, "surrogate": args.surrogate, "trials": trials, "batch": n, "update": upd, "episodes": eps,
       "episode_trials_per_cpu_min": round(60 * trials / eps["cpu_s"]),
       "iteration_trials_per_cpu_min": round(60 * trials / (eps["cpu_s"] + upd["cpu_s"])),
       "load": os.getloadavg()}, indent=1))

@@ -1,0 +1,158 @@
+"""The network's surrogate (`NetConfig.surrogate`, `arrl.pretrain --surrogate`): targets from the true regret of
+each candidate's program, a loss that only it learns from, and loading and resuming networks with and without it."""
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from arrl import pretrain
+from arrl.agents.base import SearchState
+from arrl.edits import make_edit
+from arrl.ppo import PPOAgent, network, rollout, tasks
+from arrl.ppo.agent import AgentConfig
+from arrl.ppo.batch import KIND_STOP, Actions
+from arrl.ppo.checkpoint import load_pretrained, save_pretrained
+from arrl.ppo.features import FeatureConfig, HistoryStats
+from arrl.ppo.update import PPOConfig, make_optimizer, update_from_advantages
+from arrl.space import Space
+
+from test_ppo_network import _tokens
+
+NET = network.NetConfig(surrogate=True)
+
+
+def _act(rng: np.random.Generator, B: int = 5, S: int = 16, V: int = 8):
+  M = NET.max_edits
+  sites = _tokens(rng, (B, M, S), rng.integers(3, S, (B, M)))
+  values = _tokens(rng, (B, M, V), rng.integers(2, V, (B, M)))
+  return Actions(sites=sites, site_idx=np.ones((B, M), np.int32), values=values, value_idx=np.zeros((B, M), np.int32),
+                 site_on=rng.random((B, M)) < 0.8, value_on=rng.random((B, M)) < 0.7)
+
+
+def test_the_surrogate_starts_silent_and_only_its_own_loss_trains_it():
+  rng = np.random.default_rng(0)
+  act, obs = _act(rng), _tokens(rng, (5, 32), rng.integers(4, 32, 5))
+  flat = jnp.asarray(network.init_params(NET, 0))
+  sur = network.surrogate_mask(NET)
+  assert 0 < sur.sum() < len(sur) and not network.surrogate_mask(network.NetConfig()).any()
+  np.testing.assert_array_equal(network.build(NET, flat).predict(act.sites), 0.0)   # its output layer starts at 0
+  site_t = rng.normal(size=act.sites.kind.shape).astype(np.float32)
+  value_t = rng.normal(size=act.values.kind.shape).astype(np.float32)
+  moved = flat + jnp.asarray(0.1 * rng.normal(size=flat.shape) * sur, jnp.float32)  # a surrogate that says something
+
+  def policy(p):
+    logp, ent, _, value = network.build(NET, p).evaluate(obs, act)
+    return logp.sum() + ent.sum() + value.sum()
+
+  def supervised(p, s=site_t, v=value_t):
+    return network.build(NET, p).surrogate_loss(act, s, v)[0]
+
+  g_policy, g_sur = np.asarray(jax.grad(policy)(moved)), np.asarray(jax.grad(supervised)(moved))
+  assert not g_policy[sur].any() and np.abs(g_policy[~sur]).sum() > 0       # the logits read it through stop_gradient
+  assert not g_sur[~sur].any() and np.abs(g_sur[sur]).sum() > 0
+  # only differences between the candidates of one choice count: a constant per choice changes nothing
+  shift_s, shift_v = rng.normal(size=(5, NET.max_edits, 1)), rng.normal(size=(5, NET.max_edits, 1))
+  np.testing.assert_allclose(supervised(moved), supervised(moved, site_t + shift_s, value_t + shift_v), rtol=1e-5)
+  loss0, spread = network.build(NET, flat).surrogate_loss(act, site_t, value_t)
+  np.testing.assert_allclose(loss0, spread, rtol=1e-6)                      # scoring all alike = the spread
+  # the logits move with the surrogate's scores (sur_w != 0), not before it says anything
+  h, _ = network.build(NET, moved).encode(obs)
+  step = jax.tree.map(lambda a: a[:, 0], act.sites)
+  with_sur = network.build(NET, moved).site_scores(h, jnp.zeros_like(h), 0, step)[0]
+  without = network.build(NET, moved.at[np.flatnonzero(sur)].set(flat[sur])).site_scores(h, jnp.zeros_like(h), 0, step)[0]
+  assert np.abs(np.where(step.mask, with_sur - without, 0)).max() > 1e-3
+
+
+SPEC = {"a": {"choices": [0, 1, 2, 3], "ordinal": True}, "b": {"choices": ["x", "y", "z"]}, "c": {"choices": [0, 1]}}
+
+
+def _regret(space: Space, tree) -> float:
+  p = space.to_params(tree)
+  return 0.1 * p["a"] + {"x": 0.5, "y": 0.0, "z": 0.2}[p["b"]] + 0.3 * p["c"]
+
+
+def test_rollout_targets_are_minus_the_true_regret_of_each_candidates_program():
+  space = Space.from_dict(SPEC)
+  feat = FeatureConfig(buckets=NET.buckets, max_edits=NET.max_edits)
+  params = network.init_params(NET, 1, stop_bias=-3.0)  # mostly several edits per proposal
+  tree = space.default()
+  state = SearchState(space=space, current=tree, best_score=1.0, sigma=0.0, history=[], budget_used=0.0)
+  oracle = lambda t: _regret(space, t)
+  for seed in range(4):
+    s = rollout.Search.of(state, HistoryStats.of(state, feat.reward), feat, np.random.default_rng(seed), None, oracle)
+    h, v = rollout.encode(NET, params, [s])
+    (got,) = rollout.sample(NET, feat, params, [s], h, v, [True])
+    site_t, value_t = got.targets
+    act, cur = got.transition.act, tree
+    assert site_t.shape == act.sites.kind.shape and value_t.shape == act.values.kind.shape
+    done: set = set()
+    for j, edit in enumerate(got.proposal.edits):   # step j, replayed: the candidates the sampler saw
+      legal = dict(space.legal_actions(cur))
+      sites = [x for x in legal if x not in done]
+      measured = {tree}
+      for i, site in enumerate(sites):
+        kids = [space.apply(cur, make_edit(site, val)) for val in legal[site]]
+        best = max(-_regret(space, k) for k in kids if k not in measured)
+        assert site_t[j, 1 + i] == pytest.approx(best)
+        if i == act.site_idx[j] - 1:
+          np.testing.assert_allclose(value_t[j, :len(kids)], [-_regret(space, k) for k in kids], rtol=1e-6)
+      assert act.sites.kind[j, 0] == KIND_STOP and site_t[j, 0] == 0.0
+      cur = space.apply(cur, edit)
+      done.add(edit.site)
+
+
+def test_targets_change_no_trial_and_updates_on_them_lower_the_surrogate_loss():
+  cfg = AgentConfig()
+  feat = FeatureConfig(buckets=NET.buckets, history=cfg.history, max_edits=NET.max_edits)
+  batch_tasks = [tasks.synthetic(np.random.default_rng([4, i])) for i in range(3)]
+  params = network.init_params(NET, 2, cfg.stop_bias, cfg.prior)
+  run = lambda t: pretrain.run_episodes(NET, feat, params, batch_tasks, 20, [np.random.default_rng(i) for i in range(3)],
+                                        targets=t)
+  plain, with_targets = run(False), run(True)
+  for a, b in zip(plain, with_targets):
+    assert [o.tree for o in a.episode.history] == [o.tree for o in b.episode.history]
+    assert not a.targets and len(b.targets) == len(b.transitions)
+  batch, adv, ret, _, targets = pretrain.ppo_batch(with_targets, 1.0, 0.95, 56, np.random.default_rng(0))
+  assert targets[0].shape == batch.act.sites.kind.shape and targets[1].shape == batch.act.values.kind.shape
+  ppo = PPOConfig(split_stop_entropy=True, adv_std_floor=1e-3, lr=3e-3)
+  p, opt = jnp.asarray(params), make_optimizer(ppo).init(jnp.asarray(params))
+  whole = jax.jit(lambda q: network.build(NET, q).surrogate_loss(batch.act, *targets))  # on the whole batch
+  losses = [float(whole(p)[0] / whole(p)[1])]
+  for k in range(6):
+    p, opt, _ = update_from_advantages(NET, ppo, p, opt, batch, adv, ret, jax.random.PRNGKey(k), np.float32(0.0), targets)
+    losses.append(float(whole(p)[0] / whole(p)[1]))
+  assert losses[0] == pytest.approx(1.0) and all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.93
+  with pytest.raises(ValueError, match="surrogate"):
+    update_from_advantages(network.NetConfig(), ppo, jnp.asarray(network.init_params(network.NetConfig(), 0)),
+                           make_optimizer(ppo).init(jnp.asarray(network.init_params(network.NetConfig(), 0))),
+                           batch, adv, ret, jax.random.PRNGKey(0), np.float32(0.0), targets)
+
+
+def test_a_surrogate_network_loads_with_its_own_config_and_older_networks_as_without_one(tmp_path):
+  params = network.init_params(NET, 3)
+  save_pretrained(str(tmp_path / "s"), NET, params, {"command": "test"})
+  agent = PPOAgent(seed=0, init_from=str(tmp_path / "s"))        # no network option: the stored config
+  assert agent.net_cfg.surrogate and np.array_equal(np.asarray(agent.params), params)
+  with pytest.raises(ValueError, match="another config.*surrogate=True here False"):
+    PPOAgent(seed=0, init_from=str(tmp_path / "s"), surrogate=False)
+  # a network saved before the field existed: its stored config has no "surrogate" and means without one
+  plain = network.init_params(network.NetConfig(), 4)
+  save_pretrained(str(tmp_path / "old"), network.NetConfig(), plain, {"command": "test"})
+  with np.load(tmp_path / "old" / "params.npz") as z:
+    old = {k: z[k] for k in z.files}
+  cfg = {k: v for k, v in dataclasses.asdict(network.NetConfig()).items() if k != "surrogate"}
+  old["net_config"] = np.frombuffer(json.dumps(cfg).encode(), np.uint8)
+  np.savez(tmp_path / "old" / "params.npz", **old)
+  np.testing.assert_array_equal(load_pretrained(str(tmp_path / "old"), network.NetConfig()), plain)
+  assert not PPOAgent(seed=0, init_from=str(tmp_path / "old")).net_cfg.surrogate
+
+
+def test_a_run_resumes_only_with_the_surrogate_setting_it_started_with():
+  base = dataclasses.asdict(pretrain.Config())
+  assert pretrain.kept_on_resume(base)["--surrogate"] is False
+  assert pretrain.kept_on_resume({**base, "surrogate": True}) != pretrain.kept_on_resume(base)
+  old = {k: v for k, v in base.items() if k != "surrogate"}     # a run from before the flag: without one
+  assert pretrain.kept_on_resume(old) == pretrain.kept_on_resume(base)
