@@ -35,7 +35,7 @@ def _act(rng: np.random.Generator, B: int = 5, S: int = 16, V: int = 8):
 def test_the_surrogate_starts_silent_and_only_its_own_loss_trains_it():
   rng = np.random.default_rng(0)
   act, obs = _act(rng), _tokens(rng, (5, 32), rng.integers(4, 32, 5))
-  flat = jnp.asarray(network.init_params(NET, 0))
+  flat = jnp.asarray(network.init_params(NET, 0, guide=7.0))
   sur = network.surrogate_mask(NET)
   assert 0 < sur.sum() < len(sur) and not network.surrogate_mask(network.NetConfig()).any()
   np.testing.assert_array_equal(network.build(NET, flat).predict(act.sites), 0.0)   # its output layer starts at 0
@@ -53,17 +53,25 @@ def test_the_surrogate_starts_silent_and_only_its_own_loss_trains_it():
   g_policy, g_sur = np.asarray(jax.grad(policy)(moved)), np.asarray(jax.grad(supervised)(moved))
   assert not g_policy[sur].any() and np.abs(g_policy[~sur]).sum() > 0       # the logits read it through stop_gradient
   assert not g_sur[~sur].any() and np.abs(g_sur[sur]).sum() > 0
-  # only differences between the candidates of one choice count: a constant per choice changes nothing
-  shift_s, shift_v = rng.normal(size=(5, NET.max_edits, 1)), rng.normal(size=(5, NET.max_edits, 1))
-  np.testing.assert_allclose(supervised(moved), supervised(moved, site_t + shift_s, value_t + shift_v), rtol=1e-5)
   loss0, spread = network.build(NET, flat).surrogate_loss(act, site_t, value_t)
   np.testing.assert_allclose(loss0, spread, rtol=1e-6)                      # scoring all alike = the spread
-  # the logits move with the surrogate's scores (sur_w != 0), not before it says anything
+  # the logits move with the surrogate's scores (sur_w != 0), STOP's does not: it changes nothing
   h, _ = network.build(NET, moved).encode(obs)
-  step = jax.tree.map(lambda a: a[:, 0], act.sites)
-  with_sur = network.build(NET, moved).site_scores(h, jnp.zeros_like(h), 0, step)[0]
-  without = network.build(NET, moved.at[np.flatnonzero(sur)].set(flat[sur])).site_scores(h, jnp.zeros_like(h), 0, step)[0]
-  assert np.abs(np.where(step.mask, with_sur - without, 0)).max() > 1e-3
+  step = jax.tree.map(lambda a: a[:, 1], act.sites)
+  score = lambda p: network.build(NET, p).site_scores(h, jnp.zeros_like(h), 1, step)[0]
+  with_sur, without = score(moved), score(moved.at[np.flatnonzero(sur)].set(flat[sur]))
+  legal = np.asarray(step.mask)
+  shift = np.asarray(with_sur - without)                  # log-probabilities: the logits' change minus a constant
+  stop = np.asarray(step.kind == KIND_STOP) & legal
+  preds = np.asarray(network.build(NET, moved).predict(step))
+  checked = 0
+  for b in range(shift.shape[0]):
+    on = legal[b] & ~stop[b]
+    if stop[b].any() and on.sum() > 1:
+      checked += 1
+      logit_shift = shift[b] - shift[b][stop[b]][0]         # STOP's logit unchanged: the others move by sur_w x pred
+      np.testing.assert_allclose(logit_shift[on], 7.0 * preds[b][on], rtol=1e-3, atol=1e-5)
+  assert checked >= 2
 
 
 SPEC = {"a": {"choices": [0, 1, 2, 3], "ordinal": True}, "b": {"choices": ["x", "y", "z"]}, "c": {"choices": [0, 1]}}
@@ -74,7 +82,7 @@ def _regret(space: Space, tree) -> float:
   return 0.1 * p["a"] + {"x": 0.5, "y": 0.0, "z": 0.2}[p["b"]] + 0.3 * p["c"]
 
 
-def test_rollout_targets_are_minus_the_true_regret_of_each_candidates_program():
+def test_rollout_targets_are_the_drop_in_true_regret_each_candidate_makes():
   space = Space.from_dict(SPEC)
   feat = FeatureConfig(buckets=NET.buckets, max_edits=NET.max_edits)
   params = network.init_params(NET, 1, stop_bias=-3.0)  # mostly several edits per proposal
@@ -95,10 +103,11 @@ def test_rollout_targets_are_minus_the_true_regret_of_each_candidates_program():
       measured = {tree}
       for i, site in enumerate(sites):
         kids = [space.apply(cur, make_edit(site, val)) for val in legal[site]]
-        best = max(-_regret(space, k) for k in kids if k not in measured)
+        here = _regret(space, cur)
+        best = max(here - _regret(space, k) for k in kids if k not in measured)
         assert site_t[j, 1 + i] == pytest.approx(best)
         if i == act.site_idx[j] - 1:
-          np.testing.assert_allclose(value_t[j, :len(kids)], [-_regret(space, k) for k in kids], rtol=1e-6)
+          np.testing.assert_allclose(value_t[j, :len(kids)], [here - _regret(space, k) for k in kids], atol=1e-6)
       assert act.sites.kind[j, 0] == KIND_STOP and site_t[j, 0] == 0.0
       cur = space.apply(cur, edit)
       done.add(edit.site)

@@ -65,12 +65,6 @@ def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
   return jax.nn.log_softmax(logits, axis=-1)
 
 
-def centred(x: jax.Array, mask: jax.Array) -> jax.Array:
-  """`x` minus its mean over `mask` along the last axis; 0 outside `mask`."""
-  mean = jnp.sum(jnp.where(mask, x, 0.0), -1, keepdims=True) / jnp.maximum(mask.sum(-1, keepdims=True), 1)
-  return jnp.where(mask, x - mean, 0.0)
-
-
 def masked_entropy(logp: jax.Array, mask: jax.Array) -> jax.Array:
   return -jnp.sum(jnp.where(mask, jnp.exp(logp) * logp, 0.0), axis=-1)
 
@@ -149,7 +143,7 @@ class PolicyValueNet(nnx.Module):
     self.prior_w = nnx.Param(jnp.zeros((N_KINDS, NUM_FEATS)))
     if cfg.surrogate:
       # Trained by a supervised loss only (`surrogate_loss`: meta-training knows every candidate's true result);
-      # the policy adds sur_w times its centred prediction to each logit and learns sur_w, not the surrogate. It
+      # the policy adds sur_w times its prediction to each logit and learns sur_w, not the surrogate. It
       # reads a candidate's numbers, never its strings, so what it learns holds in any space.
       self.surrogate = MLP(N_KINDS * NUM_FEATS, 2 * d, 1, rngs)
       self.sur_w = nnx.Param(jnp.zeros(()))
@@ -177,30 +171,29 @@ class PolicyValueNet(nnx.Module):
     return _kind_nums(t) @ self.prior_w[...].reshape(-1)
 
   def predict(self, t: Tokens) -> jax.Array:
-    """[...] the surrogate's score of each candidate: minus the normalised regret of the program it leads to (a
-    site: the best of its values), up to a constant per choice (only differences are trained)."""
+    """[...] the surrogate's score of each candidate: the drop in normalised regret from the program edited so far
+    to the one the candidate makes (a site: the best of its values; STOP: 0, nothing changes)."""
     return self.surrogate(_kind_nums(t))[..., 0]
 
-  def _guided(self, t: Tokens, among: jax.Array) -> jax.Array:
-    """sur_w x the surrogate's score centred over the candidates `among` (0 elsewhere, and without a surrogate):
-    STOP keeps its own logit, at the candidates' mean score."""
+  def _guided(self, t: Tokens) -> jax.Array:
+    """sur_w x the surrogate's score of each candidate, 0 for STOP (and without a surrogate): going on to a site
+    wins over STOP as far as its best value is predicted to lower the regret."""
     if not self.cfg.surrogate:
       return jnp.zeros(t.kind.shape)
-    return self.sur_w[...] * centred(jax.lax.stop_gradient(self.predict(t)), among)
+    return jnp.where(t.kind == KIND_STOP, 0.0, self.sur_w[...] * jax.lax.stop_gradient(self.predict(t)))
 
   def surrogate_loss(self, act: Actions, site_target: jax.Array, value_target: jax.Array) -> tuple[jax.Array,
                                                                                                       jax.Array]:
-    """Mean squared error of the surrogate's centred scores against the centred targets [B, M, S] and [B, M, V]
-    (minus each candidate's normalised regret, see `predict`) over the legal candidates of the choices taken, and
-    that of scoring every candidate alike (the targets' spread: 1 - the ratio is the variance explained)."""
+    """Mean squared error of the surrogate's scores against the targets [B, M, S] and [B, M, V] (see `predict`)
+    over the legal candidates of the choices taken, and the mean squared target (the error of scoring every
+    candidate 0: 1 - the ratio is the variance explained)."""
     mask_s = act.sites.mask & (act.sites.kind != KIND_STOP) & act.site_on[..., None]
     mask_v = act.values.mask & act.value_on[..., None]
     n = jnp.maximum(mask_s.sum() + mask_v.sum(), 1)
 
     def mse(pred_s: jax.Array, pred_v: jax.Array) -> jax.Array:
-      err_s = centred(pred_s, mask_s) - centred(site_target, mask_s)
-      err_v = centred(pred_v, mask_v) - centred(value_target, mask_v)
-      return (jnp.sum(jnp.where(mask_s, err_s ** 2, 0.0)) + jnp.sum(jnp.where(mask_v, err_v ** 2, 0.0))) / n
+      return (jnp.sum(jnp.where(mask_s, (pred_s - site_target) ** 2, 0.0))
+              + jnp.sum(jnp.where(mask_v, (pred_v - value_target) ** 2, 0.0))) / n
 
     return mse(self.predict(act.sites), self.predict(act.values)), mse(jnp.zeros(mask_s.shape), jnp.zeros(mask_v.shape))
 
@@ -211,7 +204,7 @@ class PolicyValueNet(nnx.Module):
     keys_BxSxD = self.site_key(self.embed(sites)) if keys_BxSxD is None else keys_BxSxD
     q_BxD = self.site_query(jnp.concatenate([h_BxD, ctx_BxD, self._step_code(step, h_BxD.shape[0])], -1))
     logits_BxS = (jnp.einsum("bsd,bd->bs", keys_BxSxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(sites)
-                  + self._guided(sites, sites.mask & (sites.kind != KIND_STOP)))
+                  + self._guided(sites))
     # STOP's logit carries log(number of legal sites), so its initial probability (sigmoid of its bias, next
     # to sites of logit ~0) is the same in a 7-field space and in a 45-site one.
     n_sites_B = jnp.sum(sites.mask & (sites.kind != KIND_STOP), axis=-1)
@@ -227,7 +220,7 @@ class PolicyValueNet(nnx.Module):
     code = self._step_code(step, h_BxD.shape[0])
     q_BxD = self.value_query(jnp.concatenate([h_BxD, ctx_BxD, site_key_BxD, code], -1))
     logits_BxV = (jnp.einsum("bvd,bd->bv", keys_BxVxD, q_BxD) / math.sqrt(h_BxD.shape[-1]) + self._prior(values)
-                  + self._guided(values, values.mask))
+                  + self._guided(values))
     return masked_log_softmax(logits_BxV, values.mask), keys_BxVxD
 
   def evaluate(self, obs: Tokens, act: Actions,
@@ -296,7 +289,7 @@ def num_params(cfg: NetConfig) -> int:
 
 
 def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0,
-                table_scale: float = 1.0, guide: float = 4.0) -> np.ndarray:
+                table_scale: float = 1.0, guide: float = 10.0) -> np.ndarray:
   """The flat float32 parameter vector, drawn in numpy (running the initialisers through XLA would
   compile dozens of tiny programs: seconds on a busy CPU).
 

@@ -44,23 +44,26 @@ class Sampled:
   transition: Transition
   decisions: int                  # choices made (sites and values)
   entropy: float                  # summed entropy of those choices (nats)
-  targets: tuple[np.ndarray, np.ndarray] | None = None  # [M, S], [M, V] beside act.sites, act.values: minus
-                                  # the true normalised regret each candidate leads to (with an oracle)
+  targets: tuple[np.ndarray, np.ndarray] | None = None  # [M, S], [M, V] beside act.sites, act.values: the drop
+                                  # in true normalised regret each candidate makes (with an oracle)
 
 
 def site_targets(c: Candidates, oracle: Callable[[Any], float], size: int) -> np.ndarray:
-  """[size] per site token (STOP first: 0): minus the regret of the best program its new values lead to."""
+  """[size] per site token: the largest drop in true regret one of its new values makes from the program edited so
+  far (c.tree); STOP's (first) is 0: it leaves that program as it is."""
   out = np.zeros(size, np.float32)
+  here = oracle(c.tree)
   for i, site in enumerate(c.sites):
-    scores = [-oracle(t) for t, f in zip(c.children[site], c.fresh[site]) if f]
-    out[1 + i] = max(scores, default=0.0)
+    gains = [here - oracle(t) for t, f in zip(c.children[site], c.fresh[site]) if f]
+    out[1 + i] = max(gains, default=0.0)
   return out
 
 
 def value_targets(c: Candidates, site: Any, oracle: Callable[[Any], float], size: int) -> np.ndarray:
-  """[size] per value token of `site`: minus the regret of the program it leads to."""
+  """[size] per value token of `site`: the drop in true regret from the program edited so far to the one it makes."""
   out = np.zeros(size, np.float32)
-  out[:len(c.children[site])] = [-oracle(t) for t in c.children[site]]
+  here = oracle(c.tree)
+  out[:len(c.children[site])] = [here - oracle(t) for t in c.children[site]]
   return out
 
 
