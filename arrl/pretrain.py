@@ -260,6 +260,7 @@ class Config:
   hash_shuffle: bool = False     # each training episode relabels the hash rows (features.shuffle_rows)
   table_init: float = 1.0        # scale of a fresh network's hashed-string rows (network.init_params table_scale)
   surrogate: bool = False        # the network has a surrogate, trained on every candidate's true regret
+  guide: float = 10.0            # a fresh surrogate network's starting weight of the surrogate in the logits
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):
@@ -271,8 +272,11 @@ class Config:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if not self.table_init >= 0:
       raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
-    if self.table_init != 1.0 and self.init_from:
-      raise ValueError("--table-init sets up a fresh network: not with --init-from (the parent brings its rows)")
+    if self.guide != 10.0 and not self.surrogate:
+      raise ValueError("--guide weighs the surrogate: it needs --surrogate")
+    if (self.table_init != 1.0 or self.guide != 10.0) and self.init_from:
+      raise ValueError("--table-init and --guide set up a fresh network: not with --init-from (the parent brings its "
+                       "own)")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
 
@@ -296,7 +300,7 @@ def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
           "--eval-nas": config.get("eval_nas", 0) if nas else 0,
           "--eval-datasets": ",".join(val_datasets(config)) or "none",
           "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0),
-          "--surrogate": config.get("surrogate", False)}
+          "--surrogate": config.get("surrogate", False), "--guide": config.get("guide", 10.0)}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -330,7 +334,7 @@ class Pretrainer:
     self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches, adv_std_floor=1e-3,
                              split_stop_entropy=True)
     self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior,
-                                                        cfg.table_init))
+                                                        cfg.table_init, cfg.guide))
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
     self.progress_path = os.path.join(cfg.out, "progress.json")
@@ -538,6 +542,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  help="a network with a surrogate: a scorer of candidates from their numbers, trained on the true "
                       "regret each candidate leads to (known in meta-training), whose scores the policy adds to its "
                       "logits with a learned weight")
+  p.add_argument("--guide", type=float, default=defaults.guide,
+                 help="with --surrogate: the surrogate's starting weight in the logits (learned from there)")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -558,7 +564,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
                  init_from=args.init_from, hash_shuffle=args.hash_shuffle, table_init=args.table_init,
-                 surrogate=args.surrogate,
+                 surrogate=args.surrogate, guide=args.guide,
                  eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))
@@ -597,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     save_pretrained(ship, trainer.net_cfg, params, {
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "nas_validation_datasets": list(cfg.val_datasets), "hash_shuffle": cfg.hash_shuffle,
-        "table_init": cfg.table_init, "surrogate": cfg.surrogate,
+        "table_init": cfg.table_init, "surrogate": cfg.surrogate, "guide": cfg.guide,
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": trials,
         "wall_seconds": round(sum(x["seconds"] for x in log)),
