@@ -67,6 +67,7 @@ from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_card, load_pretrai
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, shuffle_rows
 from arrl.ppo.reward import RewardConfig
 from arrl.ppo.tasks import HELD_OUT, NAS_TRAIN, Infeasible, Task, check_dataset, nas_task, synthetic
+from arrl.tree import flatten
 
 SIZES = (64, 16, 16)           # padded observation, site and value tokens: one jit shape for every task
 MAX_TRIES = 20                 # samples per proposal before a measured program is accepted (as PPOAgent)
@@ -95,8 +96,8 @@ class Episode:
   def oracle(self, tree: Any) -> float:
     """The true normalised regret of a program (memoised: the current program's neighbours are asked for at
     every step until one is kept). Meta-training's surrogate targets; the agent never sees it."""
-    if tree not in self._true:
-      self._true[tree] = self.task.regret(self._params(tree))
+    if tree not in self._true:  # the programs asked for are legal edits' results: no need to validate them again
+      self._true[tree] = self.task.regret(flatten(tree))
     return self._true[tree]
 
   def _params(self, tree: Any) -> dict:
