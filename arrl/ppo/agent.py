@@ -13,7 +13,8 @@ any steps already in the directory, e.g. those of a run whose state was rebuilt 
 the parameters and optimizer state themselves as base64 text. Restoring it gives the identical next
 proposal. `init_from` is where the network starts: "pretrained" (the default) the meta-trained network shipped
 in arrl/ppo/pretrained (`python -m arrl.pretrain`), None or "none" a fresh random one (from scratch), a directory
-written by `python -m arrl.pretrain --ship-to`, else another run's `ckpt_dir` (newest step).
+written by `python -m arrl.pretrain --ship-to`, else another run's `ckpt_dir` (newest step). A pretrained network
+brings its own network config (e.g. with a surrogate) unless network options are given, which must then match it.
 
 The agent runs its network on the CPU by default (`device="cpu"`): the GPU belongs to the trials.
 """
