@@ -13,9 +13,9 @@ from arrl.agents.base import SearchState
 from arrl.edits import make_edit
 from arrl.ppo import PPOAgent, network, rollout, tasks
 from arrl.ppo.agent import AgentConfig
-from arrl.ppo.batch import KIND_STOP, Actions
+from arrl.ppo.batch import GUIDE, KIND_STOP, Actions
 from arrl.ppo.checkpoint import load_pretrained, save_pretrained
-from arrl.ppo.features import FeatureConfig, HistoryStats
+from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, site_tokens, value_tokens
 from arrl.ppo.update import PPOConfig, make_optimizer, update_from_advantages
 from arrl.space import Space
 
@@ -178,3 +178,37 @@ def test_guide_sets_up_a_fresh_surrogate_network_only(tmp_path):
   assert trainer.net_cfg.surrogate
   np.testing.assert_array_equal(np.asarray(trainer.params), network.init_params(NET, 0, AgentConfig().stop_bias,
                                                                                 AgentConfig().prior, guide=5.0))
+
+
+def test_sites_guided_by_their_values_get_the_best_predicted_gain_among_their_legal_values():
+  with pytest.raises(ValueError, match="needs a surrogate"):
+    network.NetConfig(site_guide_from_values=True)
+  net = network.NetConfig(surrogate=True, site_guide_from_values=True)
+  space = Space.from_dict(SPEC)
+  feat = FeatureConfig(buckets=net.buckets, max_edits=net.max_edits)
+  rng = np.random.default_rng(3)
+  params = network.init_params(net, 5, guide=6.0)
+  params = params + (0.3 * rng.normal(size=params.shape) * network.surrogate_mask(net)).astype(np.float32)
+  tree = space.default()
+  measured = space.apply(tree, make_edit(("set", "a"), 1))  # one value of "a" measured: illegal there
+  state = SearchState(space=space, current=tree, best_score=1.0, sigma=0.0, history=[], budget_used=0.0)
+  stats = HistoryStats.of(state, feat.reward, in_flight=[measured])
+  s = rollout.Search.of(state, stats, feat, np.random.default_rng(0))
+  c = Candidates.of(space, tree, set(), stats)
+  sites = site_tokens(space, c, 0, stats, feat)
+  rollout.guide_sites(net, feat, params, [s], [c], [sites])
+  for i, site in enumerate(c.sites):
+    vt = value_tokens(space, c, site, stats, feat)
+    pred = np.asarray(network.predict(net, params, jax.tree.map(lambda a: a[None], vt)))[0]
+    assert sites.nums[1 + i, GUIDE] == pytest.approx(pred[vt.mask].max(), abs=1e-6)
+    assert vt.mask.sum() == len(c.values[site]) - (site == ("set", "a"))
+  h, _ = network.encode(net, params, jax.tree.map(lambda a: a[None], s.obs))
+  one = jax.tree.map(lambda a: a[None], sites)
+  logp = np.asarray(network.site_scores(net, params, h, jnp.zeros_like(h), 0, one)[0])[0]
+  plain = network.NetConfig(surrogate=True)            # the same parameters, sites scored by their own surrogate score
+  own = np.asarray(network.site_scores(plain, params, h, jnp.zeros_like(h), 0, one)[0])[0]
+  pred_sites = np.asarray(network.predict(net, params, one))[0]
+  on = np.asarray(sites.mask) & (np.asarray(sites.kind) != KIND_STOP)
+  shift = (logp - own)[on] - (logp - own)[on][0]
+  np.testing.assert_allclose(shift, 6.0 * ((sites.nums[on, GUIDE] - pred_sites[on]) - (sites.nums[on, GUIDE] - pred_sites[on])[0]),
+                             rtol=1e-3, atol=1e-4)

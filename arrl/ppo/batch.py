@@ -19,6 +19,8 @@ KIND_GLOBAL, KIND_PROGRAM, KIND_TRIAL, KIND_SITE, KIND_VALUE, KIND_STOP = range(
 N_KINDS = 6
 REGRET = 1       # nums index, in site and value tokens, of the history's verdict on that choice, in [-1, 0]:
                  # how much worse than the best the best program with that setting was (features.HistoryStats)
+GUIDE = 15       # nums index, in site tokens, of the surrogate's best predicted gain among the site's values (written
+                 # by the sampler for a network with NetConfig.site_guide_from_values; 0 otherwise)
 
 
 class Tokens(NamedTuple):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from arrl.ppo.batch import KIND_SITE, KIND_STOP, KIND_VALUE, N_KINDS, NUM_FEATS, REGRET, Actions, Tokens
+from arrl.ppo.batch import GUIDE, KIND_SITE, KIND_STOP, KIND_VALUE, N_KINDS, NUM_FEATS, REGRET, Actions, Tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,8 @@ class NetConfig:
   buckets: int = 2048        # rows of the hashed-string embedding table
   max_edits: int = 3         # M: edits per proposal at most
   surrogate: bool = False    # a supervised scorer of candidates from their numbers alone (`PolicyValueNet.predict`)
+  site_guide_from_values: bool = False  # with a surrogate: a site's guide score is the best of its values' (which the
+                             # sampler writes into the site token, batch.GUIDE), not the surrogate's score of the site
 
   def __post_init__(self) -> None:
     if self.d_model % self.n_heads:
@@ -40,6 +42,8 @@ class NetConfig:
       raise ValueError(f"network sizes must be >= 1, got {self}")
     if self.buckets < 16:
       raise ValueError(f"buckets must be >= 16, got {self.buckets}")
+    if self.site_guide_from_values and not self.surrogate:
+      raise ValueError("site_guide_from_values needs a surrogate (surrogate=True)")
 
 
 def dense(layer: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
@@ -180,7 +184,10 @@ class PolicyValueNet(nnx.Module):
     wins over STOP as far as its best value is predicted to lower the regret."""
     if not self.cfg.surrogate:
       return jnp.zeros(t.kind.shape)
-    return jnp.where(t.kind == KIND_STOP, 0.0, self.sur_w[...] * jax.lax.stop_gradient(self.predict(t)))
+    score = jax.lax.stop_gradient(self.predict(t))
+    if self.cfg.site_guide_from_values:
+      score = jnp.where(t.kind == KIND_SITE, t.nums[..., GUIDE], score)
+    return jnp.where(t.kind == KIND_STOP, 0.0, self.sur_w[...] * score)
 
   def surrogate_loss(self, act: Actions, site_target: jax.Array, value_target: jax.Array) -> tuple[jax.Array,
                                                                                                       jax.Array]:
@@ -343,6 +350,11 @@ def site_scores(cfg: NetConfig, flat, h_BxD, ctx_BxD, step, sites: Tokens):
 @functools.partial(jax.jit, static_argnums=0)
 def value_scores(cfg: NetConfig, flat, h_BxD, ctx_BxD, step, site_key_BxD, values: Tokens):
   return build(cfg, flat).value_scores(h_BxD, ctx_BxD, step, site_key_BxD, values)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict(cfg: NetConfig, flat, candidates: Tokens):
+  return build(cfg, flat).predict(candidates)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -16,7 +16,7 @@ import numpy as np
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
 from arrl.ppo import network
-from arrl.ppo.batch import Actions, Tokens, Transition, bucket, empty_tokens, remap, stack_tokens
+from arrl.ppo.batch import GUIDE, Actions, Tokens, Transition, bucket, empty_tokens, remap, stack_tokens
 from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
 
 
@@ -65,6 +65,24 @@ def value_targets(c: Candidates, site: Any, oracle: Callable[[Any], float], size
   here = oracle(c.tree)
   out[:len(c.children[site])] = [here - oracle(t) for t in c.children[site]]
   return out
+
+
+def guide_sites(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, searches: Sequence[Search],
+                cands: Sequence[Candidates | None], sites: Sequence[Tokens | None]) -> None:
+  """Writes into each site token (batch.GUIDE, in place) the surrogate's best predicted gain among that site's legal
+  values (NetConfig.site_guide_from_values): one network call for every site of every search."""
+  rows, where = [], []
+  for b, c in enumerate(cands):
+    if c is not None:
+      for i, site in enumerate(c.sites):
+        rows.append(value_tokens(searches[b].state.space, c, site, searches[b].stats, feat_cfg))
+        where.append((b, i))
+  if not rows:
+    return
+  toks = stack_tokens(rows + [empty_tokens((1,))] * (bucket(len(rows)) - len(rows)))
+  pred = np.asarray(network.predict(net_cfg, params, toks))
+  for (b, i), p, t in zip(where, pred, rows):
+    sites[b].nums[1 + i, GUIDE] = p[:len(t.mask)][t.mask].max() if t.mask.any() else 0.0
 
 
 def _rows(rows: list[np.ndarray], m: int, size: int) -> np.ndarray:
@@ -123,6 +141,8 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
       if j == 0 and not cands[b].sites:
         raise ValueError("the program has no legal edit: the search space is a single point")
       st[b] = remap(site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg), s.perm)
+    if net_cfg.site_guide_from_values:
+      guide_sites(net_cfg, feat_cfg, params, searches, cands, st)
     slogp, skeys = network.site_scores(net_cfg, params, h, ctx, j, _stack(st, min_sites))
     slogp, skeys = np.asarray(slogp), np.asarray(skeys)
     vt: list[Tokens | None] = [None] * B
