@@ -36,6 +36,11 @@ the start (0: every string starts as the zero vector; shuffled, the default rand
 numbers a token carries). `--eval-datasets` validates on other NAS training datasets than `--datasets` trains on
 (a leave-datasets-out run; the held-out ones are refused here too).
 
+`--surrogate` gives the network a surrogate (`NetConfig.surrogate`): an MLP that scores each candidate from its
+numbers, trained by a supervised loss on what only meta-training knows, the drop in true regret each candidate
+makes (`Episode.oracle`, `rollout.site_targets`/`value_targets`); the policy adds `sur_w` x its score to the logits
+(`--guide`: sur_w's start), through a stop-gradient, so PPO learns how far to follow it.
+
 `--init-from shipped|DIR` starts a fresh run from the parameters of the shipped network or of a `--ship-to DIR`
 (fresh optimizer state; a network of another config is an error); a resumed run keeps its own state. The card
 then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
