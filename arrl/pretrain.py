@@ -267,6 +267,7 @@ class Config:
   table_init: float = 1.0        # scale of a fresh network's hashed-string rows (network.init_params table_scale)
   surrogate: bool = False        # the network has a surrogate, trained on every candidate's true regret
   guide: float = 10.0            # a fresh surrogate network's starting weight of the surrogate in the logits
+  site_guide_from_values: bool = False  # sites guided by their values' best predicted gain (NetConfig's field)
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):
@@ -278,8 +279,8 @@ class Config:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if not self.table_init >= 0:
       raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
-    if self.guide != 10.0 and not self.surrogate:
-      raise ValueError("--guide weighs the surrogate: it needs --surrogate")
+    if (self.guide != 10.0 or self.site_guide_from_values) and not self.surrogate:
+      raise ValueError("--guide and --site-guide-from-values concern the surrogate: they need --surrogate")
     if (self.table_init != 1.0 or self.guide != 10.0) and self.init_from:
       raise ValueError("--table-init and --guide set up a fresh network: not with --init-from (the parent brings its "
                        "own)")
@@ -306,7 +307,8 @@ def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
           "--eval-nas": config.get("eval_nas", 0) if nas else 0,
           "--eval-datasets": ",".join(val_datasets(config)) or "none",
           "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0),
-          "--surrogate": config.get("surrogate", False), "--guide": config.get("guide", 10.0)}
+          "--surrogate": config.get("surrogate", False), "--guide": config.get("guide", 10.0),
+          "--site-guide-from-values": config.get("site_guide_from_values", False)}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -332,7 +334,7 @@ class Pretrainer:
     from arrl.ppo.update import PPOConfig, make_optimizer
     self.cfg = cfg
     agent = AgentConfig()
-    self.net_cfg = network.NetConfig(surrogate=cfg.surrogate)
+    self.net_cfg = network.NetConfig(surrogate=cfg.surrogate, site_guide_from_values=cfg.site_guide_from_values)
     self.feat_cfg = FeatureConfig(buckets=self.net_cfg.buckets, history=agent.history,
                                   max_edits=self.net_cfg.max_edits, reward=RewardConfig())
     # The shaped rewards are small (a gain of 0.1 regret is a big step) and most are 0, so the advantages'
@@ -550,6 +552,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                       "logits with a learned weight")
   p.add_argument("--guide", type=float, default=defaults.guide,
                  help="with --surrogate: the surrogate's starting weight in the logits (learned from there)")
+  p.add_argument("--site-guide-from-values", action="store_true",
+                 help="with --surrogate: a site's guide score is the best predicted gain among its values")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -570,7 +574,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  data=split(args.data), datasets=split(args.datasets), nas_share=args.nas_share,
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
                  init_from=args.init_from, hash_shuffle=args.hash_shuffle, table_init=args.table_init,
-                 surrogate=args.surrogate, guide=args.guide,
+                 surrogate=args.surrogate, guide=args.guide, site_guide_from_values=args.site_guide_from_values,
                  eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))

@@ -168,12 +168,15 @@ def test_a_run_resumes_only_with_the_surrogate_setting_it_started_with():
 
 
 def test_guide_sets_up_a_fresh_surrogate_network_only(tmp_path):
-  with pytest.raises(ValueError, match="needs --surrogate"):
+  with pytest.raises(ValueError, match="need --surrogate"):
     pretrain.Config(guide=5.0)
+  with pytest.raises(ValueError, match="need --surrogate"):
+    pretrain.Config(site_guide_from_values=True)
   with pytest.raises(ValueError, match="not with --init-from"):
     pretrain.Config(surrogate=True, guide=5.0, init_from="shipped")
   base = dataclasses.asdict(pretrain.Config(surrogate=True))
   assert pretrain.kept_on_resume({**base, "guide": 5.0}) != pretrain.kept_on_resume(base)
+  assert pretrain.kept_on_resume({**base, "site_guide_from_values": True}) != pretrain.kept_on_resume(base)
   trainer = pretrain.Pretrainer(pretrain.Config(out=str(tmp_path / "run"), surrogate=True, guide=5.0, data=("synthetic",)))
   assert trainer.net_cfg.surrogate
   np.testing.assert_array_equal(np.asarray(trainer.params), network.init_params(NET, 0, AgentConfig().stop_bias,
