@@ -38,7 +38,7 @@ def test_the_surrogate_starts_silent_and_only_its_own_loss_trains_it():
   flat = jnp.asarray(network.init_params(NET, 0, guide=7.0))
   sur = network.surrogate_mask(NET)
   assert 0 < sur.sum() < len(sur) and not network.surrogate_mask(network.NetConfig()).any()
-  np.testing.assert_array_equal(network.build(NET, flat).predict(act.sites), 0.0)   # its output layer starts at 0
+  np.testing.assert_array_equal(network.predict(NET, flat, act.sites), 0.0)   # its output layer starts at 0
   site_t = rng.normal(size=act.sites.kind.shape).astype(np.float32)
   value_t = rng.normal(size=act.values.kind.shape).astype(np.float32)
   moved = flat + jnp.asarray(0.1 * rng.normal(size=flat.shape) * sur, jnp.float32)  # a surrogate that says something
@@ -50,20 +50,20 @@ def test_the_surrogate_starts_silent_and_only_its_own_loss_trains_it():
   def supervised(p, s=site_t, v=value_t):
     return network.build(NET, p).surrogate_loss(act, s, v)[0]
 
-  g_policy, g_sur = np.asarray(jax.grad(policy)(moved)), np.asarray(jax.grad(supervised)(moved))
+  g_policy, g_sur = np.asarray(jax.jit(jax.grad(policy))(moved)), np.asarray(jax.jit(jax.grad(supervised))(moved))
   assert not g_policy[sur].any() and np.abs(g_policy[~sur]).sum() > 0       # the logits read it through stop_gradient
   assert not g_sur[~sur].any() and np.abs(g_sur[sur]).sum() > 0
-  loss0, spread = network.build(NET, flat).surrogate_loss(act, site_t, value_t)
+  loss0, spread = jax.jit(lambda p: network.build(NET, p).surrogate_loss(act, site_t, value_t))(flat)
   np.testing.assert_allclose(loss0, spread, rtol=1e-6)                      # scoring all alike = the spread
   # the logits move with the surrogate's scores (sur_w != 0), STOP's does not: it changes nothing
-  h, _ = network.build(NET, moved).encode(obs)
+  h, _ = network.encode(NET, moved, obs)
   step = jax.tree.map(lambda a: a[:, 1], act.sites)
-  score = lambda p: network.build(NET, p).site_scores(h, jnp.zeros_like(h), 1, step)[0]
+  score = lambda p: network.site_scores(NET, p, h, jnp.zeros_like(h), 1, step)[0]
   with_sur, without = score(moved), score(moved.at[np.flatnonzero(sur)].set(flat[sur]))
   legal = np.asarray(step.mask)
   shift = np.asarray(with_sur - without)                  # log-probabilities: the logits' change minus a constant
   stop = np.asarray(step.kind == KIND_STOP) & legal
-  preds = np.asarray(network.build(NET, moved).predict(step))
+  preds = np.asarray(network.predict(NET, moved, step))
   checked = 0
   for b in range(shift.shape[0]):
     on = legal[b] & ~stop[b]
