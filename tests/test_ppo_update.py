@@ -77,6 +77,8 @@ def test_reward_sigma_floor_keeps_deterministic_objectives_finite():
 def test_bad_configs_raise_clear_errors():
   with pytest.raises(ValueError, match="clip_eps"):
     PPOConfig(clip_eps=1.5)
+  with pytest.raises(ValueError, match="surrogate_coef"):
+    PPOConfig(surrogate_coef=-1.0)
   with pytest.raises(ValueError, match="reward_clip"):
     RewardConfig(reward_clip=0)
   with pytest.raises(ValueError, match="multiple of n_heads"):

@@ -44,6 +44,8 @@ class PPOConfig:
                                                       self.reward_scale, self.adv_std_floor) <= 0:
       raise ValueError(f"epochs, minibatches >= 1 and lr, max_grad_norm, value_clip, reward_scale, adv_std_floor "
                        f"> 0 required, got {self}")
+    if not self.surrogate_coef >= 0:
+      raise ValueError(f"surrogate_coef must be >= 0, got {self.surrogate_coef}")
 
 
 def make_optimizer(cfg: PPOConfig) -> optax.GradientTransformation:
