@@ -67,7 +67,7 @@ from arrl.io import write_json_atomic
 from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
 from arrl.ppo import network, rollout
-from arrl.ppo.batch import Transition, stack_transitions
+from arrl.ppo.batch import Transition, pad_rows, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_card, load_pretrained, save_pretrained
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, shuffle_rows
 from arrl.ppo.reward import RewardConfig
@@ -94,13 +94,14 @@ class Episode:
     self.history: list[Outcome] = []
     self.executed = 1
     self.cached_in_a_row = 0
-    self.regrets = [task.regret(self._params(self.current))]   # after each executed trial
-    self.tally = Tally()                                          # the history statistics so far
     self._true: dict[Any, float] = {}
+    self.regrets = [self.oracle(self.current)]                    # after each executed trial
+    self.tally = Tally()                                          # the history statistics so far
 
   def oracle(self, tree: Any) -> float:
     """The true normalised regret of a program (memoised: the current program's neighbours are asked for at
-    every step until one is kept). Meta-training's surrogate targets; the agent never sees it."""
+    every step until one is kept): the episode's regret curve and meta-training's surrogate targets; the agent
+    never sees it."""
     if tree not in self._true:  # the programs asked for are legal edits' results: no need to validate them again
       self._true[tree] = self.task.regret(flatten(tree))
     return self._true[tree]
@@ -144,7 +145,7 @@ class Episode:
     if cached:
       return 0.0
     self.executed += 1
-    self.regrets.append(self.task.regret(self._params(self.current)))
+    self.regrets.append(self.oracle(self.current))
     return (self.regrets[-2] - self.regrets[-1]) * (self.trials - self.executed + 1) / self.trials
 
 
@@ -224,12 +225,8 @@ def ppo_batch(res: Sequence[Rollout], gamma: float, lam: float, size: int, rng: 
   batch = stack_transitions([trs[i] for i in keep], SIZES)
   targets = None
   if tgt:
-    def pad(rows: list[np.ndarray], like: np.ndarray) -> np.ndarray:
-      out = np.zeros(like.shape, np.float32)
-      for n, row in enumerate(rows):
-        out[n, :, :row.shape[-1]] = row
-      return out
-    targets = (pad([tgt[i][0] for i in keep], batch.act.sites.kind), pad([tgt[i][1] for i in keep], batch.act.values.kind))
+    targets = (pad_rows([tgt[i][0] for i in keep], batch.act.sites.kind.shape),
+               pad_rows([tgt[i][1] for i in keep], batch.act.values.kind.shape))
   return batch, np.concatenate(adv)[keep].astype(np.float32), returns[keep].astype(np.float32), returns, targets
 
 
@@ -279,9 +276,9 @@ class Config:
       raise ValueError(f"--data: unknown source(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(DATA)}")
     if not self.table_init >= 0:
       raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
-    if (self.guide != 10.0 or self.site_guide_from_values) and not self.surrogate:
+    if (self.guide != DEFAULTS["guide"] or self.site_guide_from_values) and not self.surrogate:
       raise ValueError("--guide and --site-guide-from-values concern the surrogate: they need --surrogate")
-    if (self.table_init != 1.0 or self.guide != 10.0) and self.init_from:
+    if (self.table_init, self.guide) != (DEFAULTS["table_init"], DEFAULTS["guide"]) and self.init_from:
       raise ValueError("--table-init and --guide set up a fresh network: not with --init-from (the parent brings its "
                        "own)")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
@@ -291,6 +288,9 @@ class Config:
   def val_datasets(self) -> tuple[str, ...]:
     """The NAS datasets validated on (none without NAS data)."""
     return val_datasets(dataclasses.asdict(self))
+
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}   # named once: for the checks above and old configs
 
 
 def val_datasets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -306,9 +306,10 @@ def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
   return {"--seed": config["seed"], "--data": ",".join(config["data"]), "--eval-tasks": config["eval_tasks"],
           "--eval-nas": config.get("eval_nas", 0) if nas else 0,
           "--eval-datasets": ",".join(val_datasets(config)) or "none",
-          "--hash-shuffle": config.get("hash_shuffle", False), "--table-init": config.get("table_init", 1.0),
-          "--surrogate": config.get("surrogate", False), "--guide": config.get("guide", 10.0),
-          "--site-guide-from-values": config.get("site_guide_from_values", False)}
+          "--hash-shuffle": config.get("hash_shuffle", DEFAULTS["hash_shuffle"]),
+          "--table-init": config.get("table_init", DEFAULTS["table_init"]),
+          "--surrogate": config.get("surrogate", DEFAULTS["surrogate"]), "--guide": config.get("guide", DEFAULTS["guide"]),
+          "--site-guide-from-values": config.get("site_guide_from_values", DEFAULTS["site_guide_from_values"])}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:

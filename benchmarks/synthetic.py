@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 import arrl.search
-from arrl.ppo.checkpoint import PRETRAINED, load_card
+from arrl.ppo.checkpoint import load_card, pretrained_dir
 from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
 from benchmarks import report
 from benchmarks.nas import CHECKPOINTS, VARIANTS, init_variants
@@ -83,10 +83,10 @@ def trained_tables(agent: str, options: dict) -> list[str]:
   """The NAS-Bench-Graph tables a ppo agent's network was meta-trained on, from its model card ([] for a fresh
   network or another agent). On such a table its score includes what it memorised of the table's fields and
   values, so it is no fair opponent there for a network that never saw it."""
-  source = options.get("init_from", "pretrained")   # PPOAgent's default: the shipped network
-  if agent != "ppo" or source in (None, "none"):
+  source = pretrained_dir(options.get("init_from", "pretrained"))   # PPOAgent's default: the shipped network
+  if agent != "ppo" or source is None:
     return []
-  card = load_card(PRETRAINED if source == "pretrained" else source) or {}
+  card = load_card(source) or {}
   return list(card.get("nas_datasets", [])) if "nas" in card.get("data", []) else []
 
 

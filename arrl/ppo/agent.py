@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 from typing import Any
 
 import jax
@@ -34,7 +33,8 @@ from arrl import tree as tree_lib
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Actions, Transition, empty_tokens, remap, stack_tokens, stack_transitions
-from arrl.ppo.checkpoint import PRETRAINED, OrbaxStore, load_pretrained, pack, stored_net_config, unpack, unpack_leaves
+from arrl.ppo.checkpoint import (OrbaxStore, load_pretrained, pack, pretrained_dir, stored_net_config, unpack,
+                                 unpack_leaves)
 from arrl.ppo.features import FeatureConfig, HistoryStats, observation, shuffle_rows
 from arrl.ppo.reward import RewardConfig, reward
 from arrl.ppo.update import PPOConfig, make_optimizer, ppo_update
@@ -94,8 +94,8 @@ class PPOAgent:
                **options: Any):
     self.options = dict(options)
     self.cfg, self.net_cfg, self.ppo_cfg, self.reward_cfg = split_options(options)
-    pretrained = PRETRAINED if init_from == "pretrained" else init_from
-    stored = stored_net_config(pretrained) if pretrained and pretrained != "none" else None
+    pretrained = pretrained_dir(init_from)
+    stored = stored_net_config(pretrained) if pretrained else None
     if stored is not None and not set(options) & {f.name for f in dataclasses.fields(network.NetConfig)}:
       self.net_cfg = network.NetConfig(**stored)  # no network option given: the pretrained network's own
     if self.cfg.update_every % self.ppo_cfg.minibatches:

@@ -95,6 +95,15 @@ def pad_tokens(t: Tokens, size: int) -> Tokens:
   return Tokens(ids=pad(t.ids, -2), nums=pad(t.nums, -2), kind=pad(t.kind, -1), mask=pad(t.mask, -1))
 
 
+def pad_rows(rows: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+  """float32 zeros of `shape` with rows[i] in the leading corner of out[i] (rows of per-candidate numbers padded like
+  their tokens)."""
+  out = np.zeros(shape, np.float32)
+  for i, r in enumerate(rows):
+    out[(i, *(slice(0, n) for n in r.shape))] = r
+  return out
+
+
 def stack_tokens(rows: Sequence[Tokens], size: int | None = None) -> Tokens:
   """Stacks token sequences of different lengths, padded to a common bucketed length."""
   size = size or bucket(max(r.kind.shape[-1] for r in rows))

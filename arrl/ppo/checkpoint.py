@@ -88,6 +88,12 @@ class OrbaxStore:
 PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 
 
+def pretrained_dir(init_from: str | None) -> str | None:
+  """The directory of the network an agent's `init_from` names: "pretrained" the shipped one, None or "none" no
+  network (from scratch), anything else itself (a --ship-to directory or another run's orbax ckpt_dir)."""
+  return PRETRAINED if init_from == "pretrained" else None if init_from in (None, "none") else init_from
+
+
 def file_sha256(path: str) -> str:
   with open(path, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()

@@ -16,7 +16,7 @@ import numpy as np
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
 from arrl.ppo import network
-from arrl.ppo.batch import GUIDE, Actions, Tokens, Transition, bucket, empty_tokens, remap, stack_tokens
+from arrl.ppo.batch import GUIDE, Actions, Tokens, Transition, bucket, empty_tokens, pad_rows, remap, stack_tokens
 from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
 
 
@@ -83,13 +83,6 @@ def guide_sites(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any
   pred = np.asarray(network.predict(net_cfg, params, toks))
   for (b, i), p, t in zip(where, pred, rows):
     sites[b].nums[1 + i, GUIDE] = p[:len(t.mask)][t.mask].max() if t.mask.any() else 0.0
-
-
-def _rows(rows: list[np.ndarray], m: int, size: int) -> np.ndarray:
-  out = np.zeros((m, size), np.float32)
-  for j, r in enumerate(rows):
-    out[j, :len(r)] = r
-  return out
 
 
 def _choose(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
@@ -191,6 +184,6 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
     prop = Proposal(tree=trees[b], parent=searches[b].state.current, edits=tuple(edits[b]))
     targets = None
     if searches[b].oracle is not None:  # a STOP step has no value target: its row stays 0 (value_on is False)
-      targets = (_rows(site_tgt[b], M, act.sites.kind.shape[-1]), _rows(value_tgt[b], M, act.values.kind.shape[-1]))
+      targets = (pad_rows(site_tgt[b], act.sites.kind.shape), pad_rows(value_tgt[b], act.values.kind.shape))
     out[b] = Sampled(prop, tr, int(site_on[b].sum() + value_on[b].sum()), float(entropy[b]), targets)
   return out
