@@ -30,7 +30,8 @@ scorer = None
 if a.policy:
   from scorer import load
   scorer = load(a.policy)
-X, Y, G, T = [], [], [], []
+X, Y, G, T, I = [], [], [], [], []
+from arrl.ppo.features import hash_ids, setting
 curves = []
 t0 = time.time()
 for ti, (task, seed) in enumerate(tasks):
@@ -45,12 +46,14 @@ for ti, (task, seed) in enumerate(tasks):
     where, F = neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
     here = ep.oracle(c.tree)
     y = np.array([here - ep.oracle(c.children[s][i]) for s, i in where], np.float32)
+    I.append(np.array([[hash_ids(f'{s[1]}={c.settings[s][i][1]}', 4096)[0], hash_ids(f'{s[1]}={setting(c.tree, s[1])}', 4096)[0]] for s, i in where], np.int32).reshape(-1, 2))
     X.append(F); Y.append(y); G.append(np.full(len(y), ti * 10000 + gid)); T.append(np.full(len(y), ti))
     gid += 1
+    ids = I[-1]
     if scorer is not None and a.temp > 0:
-      sc = scorer(F); p = np.exp((sc - sc.max()) / a.temp); k = int(rng.choice(len(p), p=p / p.sum()))
+      sc = scorer(F, ids); p = np.exp((sc - sc.max()) / a.temp); k = int(rng.choice(len(p), p=p / p.sum()))
     elif scorer is not None and rng.random() >= a.eps:
-      k = int(np.argmax(scorer(F)))
+      k = int(np.argmax(scorer(F, ids)))
     else:
       k = int(rng.integers(len(where)))
     s, i = where[k]
@@ -58,5 +61,5 @@ for ti, (task, seed) in enumerate(tasks):
     ep.step(Proposal(tree=task.space.apply(ep.current, e), parent=ep.current, edits=(e,)))
   curves.append(ep.regrets[:a.trials] + [ep.regrets[-1]] * (a.trials - len(ep.regrets[:a.trials])))
   print(f"{task.name} {seed} mean regret {np.mean(curves[-1]):.3f} ({time.time()-t0:.0f}s)", file=sys.stderr, flush=True)
-np.savez(a.out, X=np.concatenate(X), Y=np.concatenate(Y), G=np.concatenate(G), T=np.concatenate(T),
+np.savez(a.out, I=np.concatenate(I), X=np.concatenate(X), Y=np.concatenate(Y), G=np.concatenate(G), T=np.concatenate(T),
          curves=np.array(curves), names=np.array([t.name for t, _ in tasks]))

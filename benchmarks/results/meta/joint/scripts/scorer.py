@@ -10,11 +10,17 @@ def forward(w, X):
       h = h * 0.5 * (1 + np.tanh(0.7978845608 * (h + 0.044715 * h ** 3)))  # gelu (tanh)
   return h[:, 0]
 
+def forward_id(w, X, I):
+  out = forward(w, X)
+  if "E" in w and I is not None:
+    out = out + w["E"][I[:, 0]] - w["E"][I[:, 1]]
+  return out
+
 def load(path):
   w = dict(np.load(path))
-  return lambda X: forward(w, X)
+  return lambda X, I=None: forward_id(w, X, I)
 
-def fit(X, Y, hidden=(64, 64), steps=3000, lr=3e-3, seed=0, wd=1e-4, batch=4096):
+def fit(X, Y, hidden=(64, 64), steps=3000, lr=3e-3, seed=0, wd=1e-4, batch=4096, I=None):
   import jax, jax.numpy as jnp, optax
   rng = np.random.default_rng(seed)
   sizes = [X.shape[1], *hidden, 1]
@@ -23,22 +29,25 @@ def fit(X, Y, hidden=(64, 64), steps=3000, lr=3e-3, seed=0, wd=1e-4, batch=4096)
     w[f"W{i}"] = rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32) * (0.1 if i == len(sizes) - 2 else 1)
     w[f"b{i}"] = np.zeros(b, np.float32)
   n = len(sizes) - 1
-  def f(w, X):
+  if I is not None:
+    w["E"] = np.zeros(4096, np.float32)
+  def f(w, X, I=None):
     h = X
     for i in range(n):
       h = h @ w[f"W{i}"] + w[f"b{i}"]
       if i < n - 1: h = jax.nn.gelu(h)
-    return h[:, 0]
+    out = h[:, 0]
+    return out if I is None else out + w["E"][I[:, 0]] - w["E"][I[:, 1]]
   tx = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=wd)
   w = jax.tree.map(jnp.asarray, w); o = tx.init(w)
   @jax.jit
-  def step(w, o, xb, yb):
-    l, g = jax.value_and_grad(lambda w: jnp.mean((f(w, xb) - yb) ** 2))(w)
+  def step(w, o, xb, yb, ib):
+    l, g = jax.value_and_grad(lambda w: jnp.mean((f(w, xb, ib) - yb) ** 2))(w)
     u, o = tx.update(g, o, w)
     return optax.apply_updates(w, u), o, l
   for t in range(steps):
     idx = rng.integers(0, len(X), batch)
-    w, o, l = step(w, o, X[idx], Y[idx])
+    w, o, l = step(w, o, X[idx], Y[idx], None if I is None else I[idx])
   return {k: np.asarray(v) for k, v in w.items()}
 
 def metrics(pred, Y, G):
