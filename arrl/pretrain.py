@@ -41,6 +41,10 @@ numbers, trained by a supervised loss on what only meta-training knows, the drop
 makes (`Episode.oracle`, `rollout.site_targets`/`value_targets`); the policy adds `sur_w` x its score to the logits
 (`--guide`: sur_w's start), through a stop-gradient, so PPO learns how far to follow it.
 
+`--neighbour-scorer FILE` gives a fresh network a neighbour scorer fitted apart (`python -m arrl.fit_scorer`,
+`arrl.ppo.neighbours`): its predicted improvement of each fresh one-edit neighbour enters the first edit's site and
+value logits, times nb_w (`--neighbour-guide`: its start), which PPO learns; the scorer itself stays as fitted.
+
 `--init-from shipped|DIR` starts a fresh run from the parameters of the shipped network or of a `--ship-to DIR`
 (fresh optimizer state; a network of another config is an error); a resumed run keeps its own state. The card
 then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
@@ -66,7 +70,7 @@ from arrl.agents.base import Outcome, SearchState
 from arrl.io import write_json_atomic
 from arrl.keep import NoiseModel
 from arrl.loop import MAX_CACHED_IN_A_ROW
-from arrl.ppo import network, rollout
+from arrl.ppo import neighbours, network, rollout
 from arrl.ppo.batch import Transition, pad_rows, stack_transitions
 from arrl.ppo.checkpoint import PRETRAINED, file_sha256, load_card, load_pretrained, save_pretrained
 from arrl.ppo.features import FeatureConfig, HistoryStats, Tally, shuffle_rows
@@ -265,6 +269,8 @@ class Config:
   surrogate: bool = False        # the network has a surrogate, trained on every candidate's true regret
   guide: float = 10.0            # a fresh surrogate network's starting weight of the surrogate in the logits
   site_guide_from_values: bool = False  # sites guided by their values' best predicted gain (NetConfig's field)
+  neighbour_scorer: str | None = None  # a fresh network following this scorer (`python -m arrl.fit_scorer`)
+  neighbour_guide: float = 300.0  # its starting weight in the logits
 
   def __post_init__(self) -> None:
     for d in self.datasets + (self.eval_datasets or ()):
@@ -278,9 +284,12 @@ class Config:
       raise ValueError(f"--table-init must be >= 0, got {self.table_init}")
     if (self.guide != DEFAULTS["guide"] or self.site_guide_from_values) and not self.surrogate:
       raise ValueError("--guide and --site-guide-from-values concern the surrogate: they need --surrogate")
-    if (self.table_init, self.guide) != (DEFAULTS["table_init"], DEFAULTS["guide"]) and self.init_from:
-      raise ValueError("--table-init and --guide set up a fresh network: not with --init-from (the parent brings its "
-                       "own)")
+    if self.neighbour_guide != DEFAULTS["neighbour_guide"] and not self.neighbour_scorer:
+      raise ValueError("--neighbour-guide is the --neighbour-scorer's weight: it needs --neighbour-scorer")
+    if ((self.table_init, self.guide) != (DEFAULTS["table_init"], DEFAULTS["guide"]) or self.neighbour_scorer) \
+        and self.init_from:
+      raise ValueError("--table-init, --guide and --neighbour-scorer set up a fresh network: not with --init-from "
+                       "(the parent brings its own)")
     if min(self.iterations, self.envs, self.eval_every, self.eval_tasks) < 1 or self.trials < 10 or self.eval_nas < 0:
       raise ValueError("--iterations, --envs, --eval-every, --eval-tasks must be >= 1, --eval-nas >= 0 and --trials >= 10")
 
@@ -309,7 +318,18 @@ def kept_on_resume(config: dict[str, Any]) -> dict[str, Any]:
           "--hash-shuffle": config.get("hash_shuffle", DEFAULTS["hash_shuffle"]),
           "--table-init": config.get("table_init", DEFAULTS["table_init"]),
           "--surrogate": config.get("surrogate", DEFAULTS["surrogate"]), "--guide": config.get("guide", DEFAULTS["guide"]),
-          "--site-guide-from-values": config.get("site_guide_from_values", DEFAULTS["site_guide_from_values"])}
+          "--site-guide-from-values": config.get("site_guide_from_values", DEFAULTS["site_guide_from_values"]),
+          "--neighbour-scorer": config.get("neighbour_scorer"),
+          "--neighbour-guide": config.get("neighbour_guide", DEFAULTS["neighbour_guide"])}
+
+
+def scorer_record(path: str | None) -> dict[str, Any] | None:
+  """What the card says of a run's neighbour scorer: its file, sha256 and how it was fitted."""
+  if not path:
+    return None
+  with np.load(path) as z:
+    meta = json.loads(z["meta"].tobytes().decode())
+  return {"file": path, "sha256": file_sha256(path), **meta}
 
 
 def parent_of(init_from: str, net_cfg: network.NetConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -335,15 +355,19 @@ class Pretrainer:
     from arrl.ppo.update import PPOConfig, make_optimizer
     self.cfg = cfg
     agent = AgentConfig()
-    self.net_cfg = network.NetConfig(surrogate=cfg.surrogate, site_guide_from_values=cfg.site_guide_from_values)
+    self.net_cfg = network.NetConfig(surrogate=cfg.surrogate, site_guide_from_values=cfg.site_guide_from_values,
+                                     neighbour_guide=cfg.neighbour_scorer is not None)
     self.feat_cfg = FeatureConfig(buckets=self.net_cfg.buckets, history=agent.history,
                                   max_edits=self.net_cfg.max_edits, reward=RewardConfig())
     # The shaped rewards are small (a gain of 0.1 regret is a big step) and most are 0, so the advantages'
     # std is ~0.1: the within-run floor of 0.5 (made for noise-unit rewards) would shrink them 5x.
     self.ppo_cfg = PPOConfig(lr=cfg.lr, epochs=cfg.epochs, minibatches=cfg.minibatches, adv_std_floor=1e-3,
                              split_stop_entropy=True)
-    self.params = jax.numpy.asarray(network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior,
-                                                        cfg.table_init, cfg.guide))
+    params = network.init_params(self.net_cfg, cfg.seed, agent.stop_bias, agent.prior, cfg.table_init, cfg.guide,
+                                 cfg.neighbour_guide)
+    if cfg.neighbour_scorer:
+      params = network.with_scorer(self.net_cfg, params, neighbours.load_scorer(cfg.neighbour_scorer))
+    self.params = jax.numpy.asarray(params)
     self.opt_state = make_optimizer(self.ppo_cfg).init(self.params)
     self.key = np.asarray(jax.random.PRNGKey(cfg.seed), np.uint32)
     self.progress_path = os.path.join(cfg.out, "progress.json")
@@ -555,6 +579,11 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  help="with --surrogate: the surrogate's starting weight in the logits (learned from there)")
   p.add_argument("--site-guide-from-values", action="store_true",
                  help="with --surrogate: a site's guide score is the best predicted gain among its values")
+  p.add_argument("--neighbour-scorer", metavar="FILE",
+                 help="a fresh network that follows this neighbour scorer (`python -m arrl.fit_scorer`): its predicted "
+                      "improvement of each first edit's site and value, times a learned weight, enters the logits")
+  p.add_argument("--neighbour-guide", type=float, default=defaults.neighbour_guide,
+                 help="with --neighbour-scorer: the scorer's starting weight in the logits")
   p.add_argument("--eval-every", type=int, default=defaults.eval_every)
   p.add_argument("--eval-tasks", type=int, default=defaults.eval_tasks, help="synthetic validation tasks")
   p.add_argument("--eval-nas", type=int, default=defaults.eval_nas,
@@ -576,6 +605,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None]:
                  eval_every=args.eval_every, eval_tasks=args.eval_tasks, eval_nas=args.eval_nas, lr=args.lr,
                  init_from=args.init_from, hash_shuffle=args.hash_shuffle, table_init=args.table_init,
                  surrogate=args.surrogate, guide=args.guide, site_guide_from_values=args.site_guide_from_values,
+                 neighbour_scorer=args.neighbour_scorer, neighbour_guide=args.neighbour_guide,
                  eval_datasets=split(args.eval_datasets) if args.eval_datasets is not None else None)
   except ValueError as e:
     p.error(str(e))
@@ -615,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "data": list(cfg.data), "nas_datasets": list(cfg.datasets) if "nas" in cfg.data else [],
         "nas_validation_datasets": list(cfg.val_datasets), "hash_shuffle": cfg.hash_shuffle,
         "table_init": cfg.table_init, "surrogate": cfg.surrogate, "guide": cfg.guide,
+        "neighbour_scorer": scorer_record(cfg.neighbour_scorer), "neighbour_guide": cfg.neighbour_guide,
         "held_out": list(HELD_OUT), "seed": cfg.seed, "iterations": it, "episodes_per_iteration": cfg.envs,
         "trials_per_episode": cfg.trials, "simulated_trials": trials,
         "wall_seconds": round(sum(x["seconds"] for x in log)),

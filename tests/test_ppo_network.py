@@ -21,7 +21,8 @@ PINNED = {"h": -7.583452227054877, "v": -0.007618577522842917, "slogp": -9.20778
 def _tokens(rng: np.random.Generator, shape: tuple[int, ...], n_on: np.ndarray) -> Tokens:
   ids = rng.integers(0, 2048, (*shape, HASH_SLOTS)) * (rng.random((*shape, HASH_SLOTS)) < 0.5)
   return Tokens(ids=ids.astype(np.int32), nums=rng.normal(0, 0.5, (*shape, NUM_FEATS)).astype(np.float32),
-                kind=rng.integers(0, N_KINDS, shape).astype(np.int32), mask=np.arange(shape[-1]) < n_on[..., None])
+                kind=rng.integers(0, N_KINDS, shape).astype(np.int32), mask=np.arange(shape[-1]) < n_on[..., None],
+                guide=np.zeros(shape, np.float32))
 
 
 def _outputs() -> dict[str, np.ndarray]:
@@ -74,7 +75,7 @@ def test_the_site_entropy_bonus_peaks_at_an_even_stop_or_go_on_not_at_more_edits
   kind = np.full((1, S), KIND_SITE, np.int32)
   kind[0, 0] = KIND_STOP
   sites = Tokens(np.zeros((1, S, HASH_SLOTS), np.int32), np.zeros((1, S, NUM_FEATS), np.float32), kind,
-                 np.ones((1, S), bool))
+                 np.ones((1, S), bool), np.zeros((1, S), np.float32))
 
   def measure(p_stop: float, tokens: Tokens = sites) -> float:
     logp = np.log(np.r_[p_stop, np.full(S - 1, (1 - p_stop) / (S - 1))])[None].astype(np.float32)

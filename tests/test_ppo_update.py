@@ -88,7 +88,7 @@ def test_bad_configs_raise_clear_errors():
 def _tokens(rng, shape, kind):
   return Tokens(rng.integers(1, 64, (*shape, HASH_SLOTS)).astype(np.int32),
                 rng.normal(size=(*shape, NUM_FEATS)).astype(np.float32), np.full(shape, kind, np.int32),
-                np.ones(shape, bool))
+                np.ones(shape, bool), np.zeros(shape, np.float32))
 
 
 def test_update_raises_logp_of_rewarded_action_and_is_deterministic():

@@ -6,6 +6,8 @@ layout, so one embedding function reads them all:
   nums  [..., NUM_FEATS]  float32 numeric features, projected per token kind
   kind  [...]             int32   one of the KIND_* constants
   mask  [...]             bool    False for padding (and, for candidates, for illegal choices)
+  guide [...]             float32 a candidate's score by the neighbour scorer (arrl.ppo.neighbours), added to its
+                                  logit by a network with NetConfig.neighbour_guide; 0 elsewhere
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Tokens(NamedTuple):
   nums: np.ndarray
   kind: np.ndarray
   mask: np.ndarray
+  guide: np.ndarray
 
 
 class Actions(NamedTuple):
@@ -76,7 +79,7 @@ def remap(t: Tokens, perm: np.ndarray | None) -> Tokens:
 
 def empty_tokens(shape: tuple[int, ...]) -> Tokens:
   return Tokens(ids=np.zeros((*shape, HASH_SLOTS), np.int32), nums=np.zeros((*shape, NUM_FEATS), np.float32),
-                kind=np.zeros(shape, np.int32), mask=np.zeros(shape, bool))
+                kind=np.zeros(shape, np.int32), mask=np.zeros(shape, bool), guide=np.zeros(shape, np.float32))
 
 
 def pad_tokens(t: Tokens, size: int) -> Tokens:
@@ -92,7 +95,8 @@ def pad_tokens(t: Tokens, size: int) -> Tokens:
     out = np.zeros(shape, a.dtype)
     out[(Ellipsis, slice(0, n)) + (slice(None),) * (-1 - axis)] = a
     return out
-  return Tokens(ids=pad(t.ids, -2), nums=pad(t.nums, -2), kind=pad(t.kind, -1), mask=pad(t.mask, -1))
+  return Tokens(ids=pad(t.ids, -2), nums=pad(t.nums, -2), kind=pad(t.kind, -1), mask=pad(t.mask, -1),
+                guide=pad(t.guide, -1))
 
 
 def pad_rows(rows: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:

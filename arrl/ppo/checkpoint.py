@@ -127,7 +127,7 @@ def load_card(directory: str) -> dict[str, Any] | None:
 
 
 # NetConfig fields added after networks were shipped, with the value a network saved before them has.
-LEGACY_NET_CONFIG = {"surrogate": False, "site_guide_from_values": False}
+LEGACY_NET_CONFIG = {"surrogate": False, "site_guide_from_values": False, "neighbour_guide": False}
 
 
 def stored_net_config(directory: str) -> dict[str, Any] | None:

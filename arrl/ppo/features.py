@@ -126,7 +126,7 @@ class _Builder:
     if n:
       ids[:n], nums[:n], kind[:n] = self.ids, self.nums, self.kinds
       mask[:n] = True if legal is None else legal
-    return Tokens(ids, nums, kind, mask)
+    return Tokens(ids, nums, kind, mask, np.zeros(size, np.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------------

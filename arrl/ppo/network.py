@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from arrl.ppo import neighbours
 from arrl.ppo.batch import GUIDE, KIND_SITE, KIND_STOP, KIND_VALUE, N_KINDS, NUM_FEATS, REGRET, Actions, Tokens
 
 
@@ -34,6 +35,8 @@ class NetConfig:
   surrogate: bool = False    # a supervised scorer of candidates from their numbers alone (`PolicyValueNet.predict`)
   site_guide_from_values: bool = False  # with a surrogate: a site's guide score is the best of its values' (which the
                              # sampler writes into the site token, batch.GUIDE), not the surrogate's score of the site
+  neighbour_guide: bool = False  # a neighbour scorer (arrl.ppo.neighbours, fitted apart: `python -m arrl.fit_scorer`)
+                             # whose predicted improvement, written by the sampler into Tokens.guide, enters the logits
 
   def __post_init__(self) -> None:
     if self.d_model % self.n_heads:
@@ -151,6 +154,12 @@ class PolicyValueNet(nnx.Module):
       # reads a candidate's numbers, never its strings, so what it learns holds in any space.
       self.surrogate = MLP(N_KINDS * NUM_FEATS, 2 * d, 1, rngs)
       self.sur_w = nnx.Param(jnp.zeros(()))
+    if cfg.neighbour_guide:
+      # Fitted apart and never trained here: the sampler runs it (in numpy, `scorer_weights`) on numbers the
+      # network does not read; the policy learns how far to follow it (nb_w).
+      h = neighbours.HIDDEN
+      self.scorer = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in ((neighbours.N_FEATS, h), (h, h), (h, 1))])
+      self.nb_w = nnx.Param(jnp.zeros(()))
 
   def embed(self, t: Tokens) -> jax.Array:
     """[..., d]: sum of the hashed-string embeddings, the kind's projection of the numbers, the kind."""
@@ -181,13 +190,17 @@ class PolicyValueNet(nnx.Module):
 
   def _guided(self, t: Tokens) -> jax.Array:
     """sur_w x the surrogate's score of each candidate, 0 for STOP (and without a surrogate): going on to a site
-    wins over STOP as far as its best value is predicted to lower the regret."""
+    wins over STOP as far as its best value is predicted to lower the regret; plus nb_w x the neighbour scorer's
+    (Tokens.guide) with NetConfig.neighbour_guide."""
+    out = jnp.zeros(t.kind.shape)
+    if self.cfg.neighbour_guide:
+      out = out + self.nb_w[...] * t.guide
     if not self.cfg.surrogate:
-      return jnp.zeros(t.kind.shape)
+      return out
     score = jax.lax.stop_gradient(self.predict(t))
     if self.cfg.site_guide_from_values:
       score = jnp.where(t.kind == KIND_SITE, t.nums[..., GUIDE], score)
-    return jnp.where(t.kind == KIND_STOP, 0.0, self.sur_w[...] * score)
+    return out + jnp.where(t.kind == KIND_STOP, 0.0, self.sur_w[...] * score)
 
   def surrogate_loss(self, act: Actions, site_target: jax.Array, value_target: jax.Array) -> tuple[jax.Array,
                                                                                                       jax.Array]:
@@ -291,19 +304,55 @@ def surrogate_mask(cfg: NetConfig) -> np.ndarray:
                          for path, leaf in paths_leaves])
 
 
+@functools.lru_cache(maxsize=None)
+def _scorer_slices(cfg: NetConfig) -> list[tuple[slice, tuple[int, ...]]]:
+  """Where the neighbour scorer's kernels and biases lie in the flat vector, layer by layer (kernel, bias)."""
+  found: dict[tuple[int, str], tuple[slice, tuple[int, ...]]] = {}
+  offset = 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(structure(cfg)[1])[0]:
+    names = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+    if names[0] == "scorer":
+      found[(int(names[1]), str(names[2]))] = (slice(offset, offset + leaf.size), leaf.shape)
+    offset += leaf.size
+  if not found:
+    raise ValueError("this network has no neighbour scorer (NetConfig.neighbour_guide)")
+  return [found[(k, name)] for k in range(len(found) // 2) for name in ("kernel", "bias")]
+
+
+def scorer_weights(cfg: NetConfig, flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The neighbour scorer's layers [(kernel, bias), ...] as numpy arrays, read from the flat vector."""
+  flat = np.asarray(flat)
+  parts = [flat[sl].reshape(shape) for sl, shape in _scorer_slices(cfg)]
+  return list(zip(parts[::2], parts[1::2]))
+
+
+def with_scorer(cfg: NetConfig, flat: np.ndarray, weights: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+  """A copy of `flat` with the neighbour scorer's layers set to `weights` (from `neighbours.fit`)."""
+  out = np.array(flat, np.float32)
+  slices = _scorer_slices(cfg)
+  arrays = [a for layer in weights for a in layer]
+  if [np.shape(a) for a in arrays] != [shape for _, shape in slices]:
+    raise ValueError(f"scorer weights of shapes {[np.shape(a) for a in arrays]} do not fit this network's "
+                     f"{[shape for _, shape in slices]}")
+  for (sl, _), a in zip(slices, arrays):
+    out[sl] = np.ravel(a)
+  return out
+
+
 def num_params(cfg: NetConfig) -> int:
   return sum(leaf.size for leaf in jax.tree.leaves(structure(cfg)[1]))
 
 
 def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float = 4.0,
-                table_scale: float = 1.0, guide: float = 10.0) -> np.ndarray:
+                table_scale: float = 1.0, guide: float = 10.0, neighbour_guide: float = 300.0) -> np.ndarray:
   """The flat float32 parameter vector, drawn in numpy (running the initialisers through XLA would
   compile dozens of tiny programs: seconds on a busy CPU).
 
   Kernels ~ N(0, 1/fan_in) (the critic's output layer x0.01, so early values do not swamp the returns),
   biases 0, norm scales 1, embeddings ~ N(0, 0.25). `stop_bias` is STOP's extra logit (P(STOP after an
   edit) starts near sigmoid(stop_bias)); `prior` the weight of a candidate's regret in its logit; `guide` the
-  surrogate's weight in the logits (its output layer starts at 0, so its scores do too); `table_scale`
+  surrogate's weight in the logits (its output layer starts at 0, so its scores do too); `neighbour_guide` the
+  neighbour scorer's (whose layers are drawn here and replaced by a fitted scorer: `with_scorer`); `table_scale`
   scales the hashed-string table's draws (0: every string starts at the zero vector, so a token starts as its
   numbers and kind only; the other draws are the same for any value).
   """
@@ -325,6 +374,8 @@ def init_params(cfg: NetConfig, seed: int, stop_bias: float = 1.0, prior: float 
       return np.full(shape, stop_bias)
     if "sur_w" in names:
       return np.full(shape, guide)
+    if "nb_w" in names:
+      return np.full(shape, neighbour_guide)
     if "prior_w" in names:
       w = np.zeros(shape)
       w[[KIND_SITE, KIND_VALUE], REGRET] = prior

@@ -15,7 +15,7 @@ import numpy as np
 
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
-from arrl.ppo import network
+from arrl.ppo import neighbours, network
 from arrl.ppo.batch import GUIDE, Actions, Tokens, Transition, bucket, empty_tokens, pad_rows, remap, stack_tokens
 from arrl.ppo.features import Candidates, FeatureConfig, HistoryStats, observation, site_tokens, value_tokens
 
@@ -85,6 +85,31 @@ def guide_sites(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any
     sites[b].nums[1 + i, GUIDE] = p[:len(t.mask)][t.mask].max() if t.mask.any() else 0.0
 
 
+def guide_neighbours(net_cfg: network.NetConfig, weights: Any, searches: Sequence[Search],
+                     cands: Sequence[Candidates | None], sites: Sequence[Tokens | None]) -> list[dict | None]:
+  """The neighbour scorer's predicted improvement of every fresh one-edit neighbour of each search's program
+  (NetConfig.neighbour_guide; the first edit only: the scorer knows neighbours of a measured program): written
+  into each site token's guide (the best of its values'), and returned per search as {site: [V] per value} for
+  the value tokens."""
+  out: list[dict | None] = [None] * len(searches)
+  for b, c in enumerate(cands):
+    if c is None:
+      continue
+    s = searches[b]
+    progs, r = neighbours.measured_regrets(s.state.history, s.stats)
+    where, X = neighbours.neighbour_feats(s.state.space, c, s.stats, progs, r, s.state.budget_used,
+                                          float(s.state.sigma or 0.0) / s.stats.unit)
+    pred = neighbours.scores(weights, X) if len(X) else np.zeros(0)
+    per_site = {site: np.zeros(len(c.values[site]), np.float32) for site in c.sites}
+    for (site, i), p in zip(where, pred):
+      per_site[site][i] = p
+    for i, site in enumerate(c.sites):
+      fresh = np.asarray(c.fresh[site])
+      sites[b].guide[1 + i] = per_site[site][fresh].max() if fresh.any() else 0.0
+    out[b] = per_site
+  return out
+
+
 def _choose(rng: np.random.Generator, logp: np.ndarray, legal: np.ndarray) -> tuple[int, float, float]:
   """(index, its log-probability, the entropy of the masked categorical)."""
   p = np.where(legal, np.exp(logp.astype(np.float64)), 0.0)
@@ -123,6 +148,7 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
   logp, entropy = np.zeros(B), np.zeros(B)
   live = list(active)
   ctx = np.zeros(h.shape, np.float32)
+  scorer = network.scorer_weights(net_cfg, params) if net_cfg.neighbour_guide else None
   for j in range(M):
     if not any(live):
       break
@@ -136,6 +162,7 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
       st[b] = remap(site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg), s.perm)
     if net_cfg.site_guide_from_values:
       guide_sites(net_cfg, feat_cfg, params, searches, cands, st)
+    value_guides = guide_neighbours(net_cfg, scorer, searches, cands, st) if scorer is not None and j == 0 else None
     slogp, skeys = network.site_scores(net_cfg, params, h, ctx, j, _stack(st, min_sites))
     slogp, skeys = np.asarray(slogp), np.asarray(skeys)
     vt: list[Tokens | None] = [None] * B
@@ -153,6 +180,9 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
         continue
       vt[b] = remap(value_tokens(searches[b].state.space, cands[b], cands[b].sites[i - 1], searches[b].stats, feat_cfg),
                     searches[b].perm)
+      if value_guides is not None:
+        g = value_guides[b][cands[b].sites[i - 1]]
+        vt[b].guide[:len(g)] = g
     if not any(v is not None for v in vt):
       break
     skey = skeys[np.arange(B), pick]

@@ -6,7 +6,7 @@ import numpy as np
 from arrl.pretrain import Episode
 from arrl.ppo.tasks import nas_task, synthetic
 from arrl.ppo.features import HistoryStats, Candidates
-from neighbours import measured_regrets, neighbour_feats
+from arrl.ppo.neighbours import measured_regrets, neighbour_feats
 from arrl.ppo.reward import RewardConfig
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
