@@ -42,9 +42,11 @@ def measured_regrets(history: Sequence[Any], stats: HistoryStats) -> tuple[list[
 
 
 def neighbour_feats(space: Any, c: Candidates, stats: HistoryStats, progs: list[dict[str, str]], r: np.ndarray,
-                    budget_used: float, noise: float, only_fresh: bool = True
-                    ) -> tuple[list[tuple[Any, int]], np.ndarray]:
-  """The (site, value index) of each (fresh) neighbour of c.tree and its numbers [N, N_FEATS]."""
+                    budget_used: float, noise: float) -> tuple[list[tuple[Any, int]], np.ndarray]:
+  """The (site, value index) of each fresh neighbour of c.tree (c.fresh: every neighbour when all are measured)
+  and its numbers [N, N_FEATS]. A neighbour's edit distance to a measured program is the current program's, one
+  less where that program has the new setting and one more where it has the replaced one: exact when an edit
+  changes one setting (a module variant's or a list's sub-settings are not followed)."""
   cur = dict(_settings(c.tree))
   n_paths = max(1, len(cur))
   P = len(progs)
@@ -61,7 +63,7 @@ def neighbour_feats(space: Any, c: Candidates, stats: HistoryStats, progs: list[
     cur_feats = [stats.regret(old), stats.mean_regret(old)]
     cur_rank = _rank(spec, _current(c.tree, site))
     for i, (v, fresh, key) in enumerate(zip(c.values[site], c.fresh[site], c.settings[site])):
-      if only_fresh and not fresh:
+      if not fresh:
         continue
       if P:
         d = d0 - (col == key[1]) + (col == old[1]) if key[0] == path else d0

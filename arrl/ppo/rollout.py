@@ -85,7 +85,7 @@ def guide_sites(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any
     sites[b].nums[1 + i, GUIDE] = p[:len(t.mask)][t.mask].max() if t.mask.any() else 0.0
 
 
-def guide_neighbours(net_cfg: network.NetConfig, weights: Any, searches: Sequence[Search],
+def guide_neighbours(weights: Any, searches: Sequence[Search],
                      cands: Sequence[Candidates | None], sites: Sequence[Tokens | None]) -> list[dict | None]:
   """The neighbour scorer's predicted improvement of every fresh one-edit neighbour of each search's program
   (NetConfig.neighbour_guide; the first edit only: the scorer knows neighbours of a measured program): written
@@ -162,7 +162,7 @@ def sample(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: Any, sea
       st[b] = remap(site_tokens(s.state.space, cands[b], j, s.stats, feat_cfg), s.perm)
     if net_cfg.site_guide_from_values:
       guide_sites(net_cfg, feat_cfg, params, searches, cands, st)
-    value_guides = guide_neighbours(net_cfg, scorer, searches, cands, st) if scorer is not None and j == 0 else None
+    value_guides = guide_neighbours(scorer, searches, cands, st) if scorer is not None and j == 0 else None
     slogp, skeys = network.site_scores(net_cfg, params, h, ctx, j, _stack(st, min_sites))
     slogp, skeys = np.asarray(slogp), np.asarray(skeys)
     vt: list[Tokens | None] = [None] * B
