@@ -261,11 +261,19 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   return loop
 
 
+def _best_line(loop: SearchLoop) -> str:
+  if loop.best_score is not None:
+    return f"best_val_bpb: {loop.best_score:.6f}"
+  done = loop.baseline_scores   # stopped inside the baseline's noise repeats: say so, with what was measured
+  mean = f", their mean {sum(done) / len(done):.6f}" if done else ""
+  return (f"best_val_bpb: nan (the baseline is incomplete: {len(done)} of {loop.config.noise_repeats} repeats{mean}; "
+          "no candidate was tried)")
+
+
 def final_report(loop: SearchLoop, reason: str) -> str:
   recs = loop.ledger.records()
   lines = ["---", f"stop_reason: {reason}", f"trials: {len(recs)}", f"executed: {loop.executed}",
-           f"kept: {sum(r.kept for r in recs)}",
-           f"best_val_bpb: {loop.best_score:.6f}" if loop.best_score is not None else "best_val_bpb: nan",
+           f"kept: {sum(r.kept for r in recs)}", _best_line(loop),
            f"sigma: {loop.noise().describe()}", f"keep_rule: {KeepRule(loop.config.false_keep).describe()}",
            f"confirm_runs: {loop.config.confirm}", f"hours: {loop.elapsed_s / 3600:.3f}",
            f"best_program: {tree_lib.diff(loop.space.default(), loop.current) or 'the default program'}",

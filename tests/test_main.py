@@ -108,6 +108,16 @@ def test_final_report_states_the_keep_rule_and_sigma_with_its_interval(tmp_path)
   assert "confirm_runs: 2" in report and "best_val_bpb: 1.000000" in report
 
 
+def test_final_report_of_a_run_stopped_inside_its_baseline_says_so(tmp_path):
+  space = Space.from_dict({"x": {"choices": [0, 1, 2], "default": 0}})
+  scores = iter([1.0, 1.5])
+  loop = SearchLoop(space, CallableEvaluator(space, lambda p: next(scores), "env"), make_agent("random", seed=0),
+                    str(tmp_path), Oracle(max_experiments=2, patience=None), LoopConfig(noise_repeats=3))
+  report = arrl_main.final_report(loop, loop.run()).splitlines()
+  assert ("best_val_bpb: nan (the baseline is incomplete: 2 of 3 repeats, their mean 1.250000; no candidate was "
+          "tried)") in report
+
+
 def test_two_workers_run_the_baselines_at_once(tmp_path):
   if len(os.sched_getaffinity(0)) < 2:
     pytest.skip("needs 2 cores")
