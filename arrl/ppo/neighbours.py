@@ -87,7 +87,6 @@ def neighbour_feats(space: Any, c: Candidates, stats: HistoryStats, progs: list[
   return where, X
 
 
-
 def scores(weights: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray) -> np.ndarray:
   """[N] the scorer's predictions for rows X [N, N_FEATS] (numpy: a few dozen rows per step, no jit needed)."""
   h = X
