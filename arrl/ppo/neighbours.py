@@ -15,7 +15,7 @@ led by it stops exploring (benchmarks/results/meta/joint/study.md).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -135,33 +135,46 @@ def fit(X: np.ndarray, Y: np.ndarray, steps: int = 3000, seed: int = 0, lr: floa
   return [(np.asarray(W), np.asarray(b)) for W, b in w]
 
 
-def collect(tasks: Sequence[Any], trials: int, seeds: Sequence[Any], progress: Any = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-  """Rows for `fit`: hill-climbing runs that measure a uniformly random fresh neighbour of the kept best (the
-  `random` agent's rule), one per (task, seed); at every step every fresh neighbour's numbers and the improvement
-  max(0, drop in true normalised regret) it makes. `progress(i)` is called after the i-th run."""
+def hill_climb(task: Any, trials: int, rng: np.random.Generator, pick: Callable | None = None,
+               record: Callable | None = None) -> Any:
+  """One-edit hill climbing on a task (an `arrl.pretrain.Episode`, returned): each step measures the fresh neighbour
+  of the kept best that `pick(X, rng)` chooses from the neighbours' numbers X (default: uniformly, the `random`
+  agent's rule); `record(ep, c, where, X)` sees every step's neighbours first."""
   from arrl.agents.base import Proposal
   from arrl.edits import make_edit
   from arrl.pretrain import Episode
   from arrl.ppo.reward import RewardConfig
 
   cfg = RewardConfig()
+  ep = Episode(task, trials)
+  while not ep.done:
+    state = ep.state()
+    stats = HistoryStats.of(state, cfg, tally=ep.tally)
+    c = Candidates.of(task.space, ep.current, set(), stats)
+    progs, r = measured_regrets(state.history, stats)
+    where, X = neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
+    if record is not None:
+      record(ep, c, where, X)
+    site, i = where[pick(X, rng) if pick is not None else int(rng.integers(len(where)))]
+    e = make_edit(site, c.values[site][i])
+    ep.step(Proposal(tree=task.space.apply(ep.current, e), parent=ep.current, edits=(e,)))
+  return ep
+
+
+def collect(tasks: Sequence[Any], trials: int, seeds: Sequence[Any], progress: Callable | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """Rows for `fit`: uniform one-edit hill climbs (`hill_climb`), one per (task, seed); at every step every fresh
+  neighbour's numbers and the improvement max(0, drop in true normalised regret) it makes. `progress(i)` is called
+  after the i-th run."""
   X, Y = [], []
+
+  def record(ep: Any, c: Candidates, where: list, F: np.ndarray) -> None:
+    here = ep.oracle(c.tree)
+    X.append(F)
+    Y.append(np.array([max(0.0, here - ep.oracle(c.children[s][i])) for s, i in where], np.float32))
+
   for n, (task, seed) in enumerate(zip(tasks, seeds)):
-    rng = np.random.default_rng(seed)
-    ep = Episode(task, trials)
-    while not ep.done:
-      state = ep.state()
-      stats = HistoryStats.of(state, cfg, tally=ep.tally)
-      c = Candidates.of(task.space, ep.current, set(), stats)
-      progs, r = measured_regrets(state.history, stats)
-      where, F = neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
-      here = ep.oracle(c.tree)
-      X.append(F)
-      Y.append(np.array([max(0.0, here - ep.oracle(c.children[s][i])) for s, i in where], np.float32))
-      site, i = where[int(rng.integers(len(where)))]
-      e = make_edit(site, c.values[site][i])
-      ep.step(Proposal(tree=task.space.apply(ep.current, e), parent=ep.current, edits=(e,)))
+    hill_climb(task, trials, np.random.default_rng(seed), record=record)
     if progress is not None:
       progress(n)
   return np.concatenate(X), np.concatenate(Y)

@@ -2,35 +2,17 @@
 synthetic tasks of a benchmarks.synthetic batch, to tell the scorer's effect on those tasks from the agent's."""
 import sys
 import numpy as np
-from arrl.agents.base import Proposal
-from arrl.edits import make_edit
-from arrl.pretrain import Episode
 from arrl.ppo import neighbours
-from arrl.ppo.features import Candidates, HistoryStats
-from arrl.ppo.reward import RewardConfig
 from benchmarks.synthetic import tasks
 
 batch, scorer_path, temp = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 w = neighbours.load_scorer(scorer_path)
-cfg = RewardConfig()
 
 def climb(task, seed, guided, trials=100):
-  rng = np.random.default_rng(seed)
-  ep = Episode(task, trials)
-  while not ep.done:
-    state = ep.state()
-    stats = HistoryStats.of(state, cfg, tally=ep.tally)
-    c = Candidates.of(task.space, ep.current, set(), stats)
-    progs, r = neighbours.measured_regrets(state.history, stats)
-    where, X = neighbours.neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
-    if guided:
-      s = neighbours.scores(w, X); p = np.exp((s - s.max()) / temp); k = int(rng.choice(len(p), p=p / p.sum()))
-    else:
-      k = int(rng.integers(len(where)))
-    site, i = where[k]
-    e = make_edit(site, c.values[site][i])
-    ep.step(Proposal(tree=task.space.apply(ep.current, e), parent=ep.current, edits=(e,)))
-  reg = ep.regrets[:trials]
+  def pick(X, rng):
+    s = neighbours.scores(w, X); p = np.exp((s - s.max()) / temp)
+    return int(rng.choice(len(p), p=p / p.sum()))
+  reg = neighbours.hill_climb(task, trials, np.random.default_rng(seed), pick if guided else None).regrets[:trials]
   return np.mean(reg + [reg[-1]] * (trials - len(reg)))
 
 ts = tasks(batch, 16)

@@ -1,11 +1,3 @@
 #!/bin/bash
-# held-out NAS-Bench-Graph, run once after the decision (reporting only): NAME=DIR, within-run updates on
-cd /work/main
-export PYTHONPATH=/work/main
-name=$1; dir=$2
-for d in cora citeseer pubmed; do
-  python -m benchmarks.ppo_ablation --dataset $d --seeds 20 --queries 150 --init "$name=$dir" --only "$name" \
-    --out /work/runs/ng/heldout_${name}_$d > /work/runs/ng/heldout_${name}_$d.log 2>&1 &
-done
-wait
-date
+# held-out NAS-Bench-Graph for the record: the surrogate run's script, outputs under /work/runs/ng
+exec bash /work/main/benchmarks/results/meta/surrogate/scripts/heldout.sh "$1" "$2" /work/runs/ng
