@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
   meta = {"command": "python -m arrl.fit_scorer " + " ".join(sys.argv[1:] if argv is None else argv),
           "datasets": list(datasets), "nas_runs": args.nas_runs, "synthetic": args.synthetic, "trials": args.trials,
           "steps": args.steps, "seed": args.seed, "held_out": list(HELD_OUT), "fit_rows": int(len(X)),
-          "target": "max(0, drop in true normalised regret)", "seconds": None}
+          "target": "max(0, drop in true normalised regret)"}
   Xv, Yv = parts[True]
   if len(Xv):
     meta.update(valid_rows=int(len(Xv)), valid_mse=float(np.mean((neighbours.scores(weights, Xv) - Yv) ** 2)),

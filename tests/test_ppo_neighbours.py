@@ -38,7 +38,7 @@ def _feats(state: SearchState):
   stats = HistoryStats.of(state, RewardConfig())
   c = Candidates.of(SPACE, state.current, set(), stats)
   progs, r = neighbours.measured_regrets(state.history, stats)
-  return c, progs, r, neighbours.neighbour_feats(SPACE, c, stats, progs, r, state.budget_used, 0.5)
+  return c, progs, r, neighbours.neighbour_feats(state, c, stats)
 
 
 def test_features_cover_every_fresh_neighbour_and_measure_edit_distances_exactly():

@@ -283,6 +283,11 @@ def _trials(b: _Builder, history: Sequence[Any], stats: HistoryStats, cfg: Featu
            age / cfg.history, len(outcome.edits) / m], single=[*sites[:m], *pairs[:m]])
 
 
+def noise_level(state: Any, stats: HistoryStats) -> float:
+  """The noise over one reward unit, capped at 1: 1 when differences of one unit are noise, ~0 when deterministic."""
+  return min(float(state.sigma or 0.0) / stats.unit, 1.0)
+
+
 def _global(b: _Builder, state: Any, stats: HistoryStats, cfg: FeatureConfig) -> None:
   history, rewards = state.history, stats.rewards
   since = next((k for k, o in enumerate(reversed(history)) if o.kept), len(history))
@@ -293,11 +298,10 @@ def _global(b: _Builder, state: Any, stats: HistoryStats, cfg: FeatureConfig) ->
   recent = rewards[-8:]
   _, children, _ = _neighbours(state.space, state.current)
   around = [t for ts in children.values() for t in ts]
-  noise = float(state.sigma or 0.0) / stats.unit  # 1: differences of one unit are noise; ~0: deterministic
   b.add(KIND_GLOBAL, ["<global>"],
         [float(state.budget_used), math.log1p(len(history)) / 7, math.log1p(since) / 5, math.tanh(gain / 20),
          (sum(recent) / len(recent) / cfg.reward.reward_clip) if recent else 0.0,
-         sum(o.kept for o in history[-16:]) / 16, min(noise, 1.0),
+         sum(o.kept for o in history[-16:]) / 16, noise_level(state, stats),
          sum(t in stats.measured for t in around) / max(1, len(around)), math.log1p(len(around)) / 5])
 
 

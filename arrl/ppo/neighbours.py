@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from arrl.ppo.features import Candidates, HistoryStats, _current, _rank, _settings, setting
+from arrl.ppo.features import Candidates, HistoryStats, _current, _rank, _settings, noise_level, setting
 from arrl.ppo.reward import trial_score
 
 N_FEATS = 24
@@ -41,12 +41,13 @@ def measured_regrets(history: Sequence[Any], stats: HistoryStats) -> tuple[list[
   return progs, r
 
 
-def neighbour_feats(space: Any, c: Candidates, stats: HistoryStats, progs: list[dict[str, str]], r: np.ndarray,
-                    budget_used: float, noise: float) -> tuple[list[tuple[Any, int]], np.ndarray]:
+def neighbour_feats(state: Any, c: Candidates, stats: HistoryStats) -> tuple[list[tuple[Any, int]], np.ndarray]:
   """The (site, value index) of each fresh neighbour of c.tree (c.fresh: every neighbour when all are measured)
-  and its numbers [N, N_FEATS]. A neighbour's edit distance to a measured program is the current program's, one
+  and its numbers [N, N_FEATS], from the search state (space, history, budget, noise) and its statistics. A neighbour's edit distance to a measured program is the current program's, one
   less where that program has the new setting and one more where it has the replaced one: exact when an edit
   changes one setting (a module variant's or a list's sub-settings are not followed)."""
+  space, progs, r = state.space, *measured_regrets(state.history, stats)
+  tail = [state.budget_used, noise_level(state, stats), math.log1p(len(progs)) / 5]
   cur = dict(_settings(c.tree))
   n_paths = max(1, len(cur))
   P = len(progs)
@@ -80,8 +81,7 @@ def neighbour_feats(space: Any, c: Candidates, stats: HistoryStats, progs: list[
         kern = [0.0] * 3 + [1.0, -1.0, -1.0, 0.0, -1.0, -1.0, 0.0]
       rank = _rank(spec, v)
       rows.append(stats.feats(key) + cur_feats + kern
-                  + [rank - cur_rank, abs(rank - cur_rank), spread, share_seen, float(fresh),
-                     budget_used, min(noise, 1.0), math.log1p(P) / 5])
+                  + [rank - cur_rank, abs(rank - cur_rank), spread, share_seen, float(fresh)] + tail)
       where.append((site, i))
   X = np.array(rows, np.float32).reshape(-1, N_FEATS)
   return where, X
@@ -151,8 +151,7 @@ def hill_climb(task: Any, trials: int, rng: np.random.Generator, pick: Callable 
     state = ep.state()
     stats = HistoryStats.of(state, cfg, tally=ep.tally)
     c = Candidates.of(task.space, ep.current, set(), stats)
-    progs, r = measured_regrets(state.history, stats)
-    where, X = neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
+    where, X = neighbour_feats(state, c, stats)
     if record is not None:
       record(ep, c, where, X)
     site, i = where[pick(X, rng) if pick is not None else int(rng.integers(len(where)))]

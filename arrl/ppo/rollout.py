@@ -95,10 +95,7 @@ def guide_neighbours(weights: Any, searches: Sequence[Search],
   for b, c in enumerate(cands):
     if c is None:
       continue
-    s = searches[b]
-    progs, r = neighbours.measured_regrets(s.state.history, s.stats)
-    where, X = neighbours.neighbour_feats(s.state.space, c, s.stats, progs, r, s.state.budget_used,
-                                          float(s.state.sigma or 0.0) / s.stats.unit)
+    where, X = neighbours.neighbour_feats(searches[b].state, c, searches[b].stats)
     pred = neighbours.scores(weights, X) if len(X) else np.zeros(0)
     per_site = {site: np.zeros(len(c.values[site]), np.float32) for site in c.sites}
     for (site, i), p in zip(where, pred):

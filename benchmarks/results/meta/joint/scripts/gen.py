@@ -6,7 +6,7 @@ import numpy as np
 from arrl.pretrain import Episode
 from arrl.ppo.tasks import nas_task, synthetic
 from arrl.ppo.features import HistoryStats, Candidates
-from arrl.ppo.neighbours import measured_regrets, neighbour_feats
+from arrl.ppo.neighbours import neighbour_feats
 from arrl.ppo.reward import RewardConfig
 from arrl.agents.base import Proposal
 from arrl.edits import make_edit
@@ -42,8 +42,7 @@ for ti, (task, seed) in enumerate(tasks):
     state = ep.state()
     stats = HistoryStats.of(state, cfg, tally=ep.tally)
     c = Candidates.of(task.space, ep.current, set(), stats)
-    progs, r = measured_regrets(state.history + [], stats)
-    where, F = neighbour_feats(task.space, c, stats, progs, r, state.budget_used, float(state.sigma or 0) / stats.unit)
+    where, F = neighbour_feats(state, c, stats)
     here = ep.oracle(c.tree)
     y = np.array([here - ep.oracle(c.children[s][i]) for s, i in where], np.float32)
     I.append(np.array([[hash_ids(f'{s[1]}={c.settings[s][i][1]}', 4096)[0], hash_ids(f'{s[1]}={setting(c.tree, s[1])}', 4096)[0]] for s, i in where], np.int32).reshape(-1, 2))
