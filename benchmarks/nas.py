@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 import arrl.search
+from arrl.portfolio import SHIPPED_PORTFOLIO
 from benchmarks.nasbench_graph import NasBenchGraph, Record
 from benchmarks.stats import mean_ci
 
@@ -30,6 +31,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppo-frozen": ("ppo", {"update_every": 0}),              # the pretrained network, no within-run updates
     "tpe-noliar": ("tpe", {"constant_liar": False}),         # parallel workers: programs in flight ignored
     "ppo-fresh-frozen": ("ppo", {"init_from": "none", "update_every": 0}),  # a fresh network, never updated
+    "ppo-noportfolio": ("ppo", {"warm_start": "none"}),      # the pretrained network without its warm start
+    # the baselines warm-started like ppo (the shipped portfolio first): what the portfolio alone is worth
+    **{f"{a}+portfolio": (a, {"warm_start": SHIPPED_PORTFOLIO}) for a in ("random", "greedy", "local", "evolution", "tpe")},
 }
 
 

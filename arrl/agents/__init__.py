@@ -7,6 +7,8 @@ from typing import Any, Callable
 from arrl.agents.evolution import EvolutionAgent
 from arrl.agents.local import LocalSearchAgent
 from arrl.agents.simple import GreedyAgent, RandomAgent, UniformAgent
+from arrl.agents.warm import WarmStarted
+from arrl.portfolio import PORTFOLIO_FILE, Portfolio
 
 
 def _tpe(**kw: Any):
@@ -30,10 +32,21 @@ AGENTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def make_agent(name: str, seed: int = 0, **kwargs: Any):
+def make_agent(name: str, seed: int = 0, warm_start: str | None = None, **kwargs: Any):
+  """The agent `name`; with `warm_start` (a portfolio file, `python -m arrl.fit_portfolio`) it proposes the
+  portfolio's programs first (`arrl.agents.warm`). The ppo agent whose network directory holds a portfolio.json
+  (the shipped one does) takes that one unless warm_start="none"."""
   if name not in AGENTS:
     raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}")
-  return AGENTS[name](seed=seed, **kwargs)
+  agent = AGENTS[name](seed=seed, **kwargs)
+  if warm_start is None and name == "ppo":
+    from arrl.ppo.checkpoint import pretrained_dir
+    directory = pretrained_dir(kwargs.get("init_from", "pretrained"))
+    path = os.path.join(directory, PORTFOLIO_FILE) if directory else None
+    warm_start = path if path and os.path.exists(path) else None
+  if warm_start in (None, "none"):
+    return agent
+  return WarmStarted(agent, Portfolio.load(warm_start))
 
 
 def run_dir_options(name: str, run_dir: str) -> dict[str, Any]:

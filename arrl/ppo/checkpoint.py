@@ -100,12 +100,21 @@ def file_sha256(path: str) -> str:
 
 
 def save_pretrained(directory: str, net_cfg: Any, params: np.ndarray, card: dict[str, Any]) -> None:
+  """The network, its config and card; a warm-start portfolio already there (`arrl.fit_portfolio --ship-to`)
+  stays, with its entry on the card."""
   os.makedirs(directory, exist_ok=True)
+  old = load_card(directory) or {}
+  if "portfolio" in old and os.path.exists(os.path.join(directory, old["portfolio"]["file"])):
+    card = {**card, "portfolio": old["portfolio"]}
   path = os.path.join(directory, "params.npz")
   np.savez_compressed(path, params=np.asarray(params, np.float32),
                       net_config=np.frombuffer(json.dumps(dataclasses.asdict(net_cfg)).encode(), np.uint8))
-  card = {**card, "net_config": dataclasses.asdict(net_cfg), "parameters": int(np.size(params)),
-          "params_sha256": file_sha256(path)}
+  write_card(directory, {**card, "net_config": dataclasses.asdict(net_cfg), "parameters": int(np.size(params)),
+                          "params_sha256": file_sha256(path)})
+
+
+def write_card(directory: str, card: dict[str, Any]) -> None:
+  """card.json and its readable MODEL_CARD.md in a shipped network's directory."""
   with open(os.path.join(directory, "card.json"), "w") as f:
     json.dump(card, f, indent=1)
     f.write("\n")
