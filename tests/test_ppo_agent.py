@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arrl.agents import make_agent
+from arrl.agents.warm import WarmStarted
 from arrl.agents.base import Outcome, SearchState
 from arrl.ppo import PPOAgent, network
 from arrl.ppo.batch import pad_tokens, stack_transitions
@@ -241,8 +242,9 @@ def test_init_from_warm_starts_the_network(tmp_path):
 
 
 def test_registered_and_options_checked():
-  agent = make_agent("ppo", seed=0)
-  assert isinstance(agent, PPOAgent) and agent.name == "ppo" and agent.entropy() is None
+  agent = make_agent("ppo", seed=0)   # the shipped network, warm-started by the portfolio shipped beside it
+  assert isinstance(agent, WarmStarted) and isinstance(agent.inner, PPOAgent)
+  assert agent.name == "ppo" and agent.entropy() is None
   with pytest.raises(ValueError, match="unknown ppo option"):
     PPOAgent(colour="red")
   with pytest.raises(ValueError, match="multiple of minibatches"):

@@ -49,12 +49,9 @@ class WarmStarted:
     return self.inner.entropy()
 
   def state_dict(self) -> dict:
-    return {"inner": self.inner.state_dict(), "warm_used": self.used}
+    return {**self.inner.state_dict(), "warm_used": self.used}   # the agent's own state, one key added
 
   def load_state_dict(self, d: dict) -> None:
-    if "warm_used" not in d:           # saved by the agent alone (a run begun without a portfolio): none now
-      self.inner.load_state_dict(d)
-      self.used = len(self.portfolio.programs)
-      return
-    self.inner.load_state_dict(d["inner"])
-    self.used = int(d["warm_used"])
+    self.inner.load_state_dict({k: v for k, v in d.items() if k != "warm_used"})
+    # saved by the agent alone (a run begun without a portfolio): the portfolio counts as used
+    self.used = int(d.get("warm_used", len(self.portfolio.programs)))
