@@ -192,8 +192,10 @@ def markdown(results: dict[str, Any]) -> str:
             "search itself; the gap to the test regret is the benchmark's validation/test mismatch. "
             "`uniform` is uniform random search over the table (a reference, not an arrl agent); arrl's `random` "
             "is a random edit of the kept program that leads to an unmeasured program; `local` is local search (White "
-            "et al. 2021); `ppo` starts from the shipped meta-trained network, `ppo-frozen` is it without within-run "
-            "updates, `ppo-scratch` a fresh network with within-run PPO only. Each heading gives the test regret of the table's best-validation "
+            "et al. 2021); `ppo` starts from the shipped meta-trained network and first proposes the warm-start "
+            "portfolio shipped beside it, `ppo-frozen` is it without within-run updates, `ppo-noportfolio` without the "
+            "portfolio, `ppo-scratch` a fresh network with within-run PPO only, `NAME+portfolio` a baseline given that "
+            "portfolio. Each heading gives the test regret of the table's best-validation "
             "architecture (what finding the validation optimum would score; not a floor).", ""]
     for dataset, res in results["nas"].items():
       out += [f"### {dataset} ({res['architectures']} architectures, best test {100 * res['best_test']:.2f}%, "
