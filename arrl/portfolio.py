@@ -30,8 +30,8 @@ def greedy(regrets: np.ndarray, k: int) -> list[int]:
   """Indices of up to `k` candidates chosen one by one to minimise the mean over tasks of the min regret among
   those chosen (`regrets`: [tasks, candidates], nan where a task cannot run a candidate); it stops early when no
   candidate lowers that mean (a duplicate of a chosen program adds nothing)."""
-  if regrets.ndim != 2 or not regrets.shape[1]:
-    raise ValueError(f"regrets must be [tasks, candidates] with candidates, got shape {regrets.shape}")
+  if regrets.ndim != 2 or not regrets.shape[1] or np.isnan(regrets).all():
+    raise ValueError(f"regrets must be [tasks, candidates] with some candidate runnable, got shape {regrets.shape}")
   worst = np.nanmax(regrets) + 1.0           # a task that cannot run a candidate gains nothing from it
   r = np.where(np.isnan(regrets), worst, regrets)
   best = np.full(r.shape[0], worst)
@@ -59,8 +59,7 @@ class Portfolio:
       if set(params) != fields:
         continue
       try:
-        tree = space.from_params(params)
-        space.validate(tree)
+        tree = space.from_params(params)   # validated there
       except ValueError:
         continue
       out.append(tree)

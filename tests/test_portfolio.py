@@ -22,8 +22,9 @@ def test_greedy_takes_the_best_on_average_then_what_covers_the_rest():
   assert greedy(regrets, 10) == [2, 0, 1]   # nothing lowers the mean any more: it stops
   # a task that cannot run a program (nan) gains nothing from it
   assert greedy(np.array([[np.nan, 1.0], [0.5, 1.0]]), 1) == [1]
-  with pytest.raises(ValueError, match="tasks, candidates"):
-    greedy(np.zeros((2, 0)), 1)
+  for bad in (np.zeros((2, 0)), np.full((2, 3), np.nan)):
+    with pytest.raises(ValueError, match="tasks, candidates"):
+      greedy(bad, 1)
 
 
 SPEC = {"a": {"choices": ["x", "y", "z"]}, "b": {"choices": [1, 2, 3, 4]}}
@@ -127,3 +128,9 @@ def test_fit_portfolio_ships_beside_a_network(tmp_path):
   ppo = make_agent("ppo", seed=0, init_from=str(ship), update_every=0)
   space = bench["cora"].space
   assert [space.to_params(p.tree) for p in ppo.propose_batch(_state(space), 2)] == list(pf.programs)
+  # shipping another network to that directory keeps the portfolio and its card entry
+  from arrl.ppo.checkpoint import load_pretrained, save_pretrained, stored_net_config
+  from arrl.ppo.network import NetConfig
+  net_cfg = NetConfig(**stored_net_config(str(ship)))
+  save_pretrained(str(ship), net_cfg, load_pretrained(str(ship), net_cfg), {"command": "another network"})
+  assert json.loads((ship / "card.json").read_text())["portfolio"] == entry and (ship / PORTFOLIO_FILE).exists()
