@@ -220,7 +220,8 @@ class HistoryStats:
     return cls(t.rewards, t.measured, t.count, t.best, t.total, t.scored, t.edited, t.edit_strings, state.best_score,
                unit, cfg)
 
-  def _regret_of(self, score: float) -> float:
+  def regret_of(self, score: float) -> float:
+    """A score's regret against the current best, squashed and scaled like `regret` (memoised per score)."""
     if score not in self._regrets:
       gap = min(0.0, (self.best_score - score) / self.unit)
       self._regrets[score] = squash(gap, self.cfg) / self.cfg.reward_clip
@@ -232,7 +233,7 @@ class HistoryStats:
     seen)."""
     if key not in self.best or self.best_score is None:
       return 0.0
-    return self._regret_of(self.best[key])
+    return self.regret_of(self.best[key])
 
   def mean_regret(self, key: Key) -> float:
     """Like `regret`, of the mean score of the programs with this setting (-1 when none had a score)."""
@@ -240,7 +241,7 @@ class HistoryStats:
       return 0.0
     if not self.scored.get(key):
       return -1.0
-    return self._regret_of(self.total[key] / self.scored[key])
+    return self.regret_of(self.total[key] / self.scored[key])
 
   def feats(self, key: Key) -> list[float]:
     """[log count / 3, regret, mean regret, share of the measured programs with it]: the first numbers of every

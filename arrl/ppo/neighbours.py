@@ -36,7 +36,7 @@ def measured_regrets(history: Sequence[Any], stats: HistoryStats) -> tuple[list[
     s = math.inf if s is None else s
     best[o.tree] = min(best.get(o.tree, math.inf), s)
   progs = [dict(_settings(t)) for t in best]
-  r = np.array([-1.0 if not math.isfinite(s) or stats.best_score is None else stats._regret_of(s)
+  r = np.array([-1.0 if not math.isfinite(s) or stats.best_score is None else stats.regret_of(s)
                 for s in best.values()], np.float64)
   return progs, r
 
