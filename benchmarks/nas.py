@@ -38,14 +38,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def init_variants(items: list[str], error: Callable[[str], Any]) -> dict[str, dict[str, Any]]:
-  """`--init NAME=DIR` flags -> {NAME: ppo options starting from the network of `arrl.pretrain --ship-to DIR`};
-  a malformed item or a DIR without params.npz goes to `error` (argparse's: one line, exit 2)."""
+  """`--init NAME=DIR` flags -> {NAME: ppo options starting from the network of `arrl.pretrain --ship-to DIR`},
+  the network alone (no warm-start portfolio, even one beside it: these rows compare networks); a malformed item
+  or a DIR without params.npz goes to `error` (argparse's: one line, exit 2)."""
   out = {}
   for item in items:
     name, sep, path = item.partition("=")
     if not sep or not os.path.exists(os.path.join(path, "params.npz")):
       error(f"--init {item!r}: expected NAME=DIR with DIR/params.npz (python -m arrl.pretrain --ship-to DIR)")
-    out[name] = {"init_from": path}
+    out[name] = {"init_from": path, "warm_start": "none"}
   return out
 
 

@@ -39,6 +39,8 @@ import time
 import numpy as np
 
 import arrl.search
+from arrl.agents import portfolio_file
+from arrl.portfolio import Portfolio
 from arrl.ppo.checkpoint import load_card, pretrained_dir
 from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
 from benchmarks import report
@@ -80,14 +82,19 @@ def nas_runs(datasets: list[str], seeds: int, batch: int) -> list[tuple[str, Tas
 
 
 def trained_tables(agent: str, options: dict) -> list[str]:
-  """The NAS-Bench-Graph tables a ppo agent's network was meta-trained on, from its model card ([] for a fresh
-  network or another agent). On such a table its score includes what it memorised of the table's fields and
-  values, so it is no fair opponent there for a network that never saw it."""
+  """The NAS-Bench-Graph tables a ppo agent's network was meta-trained on (its model card) or the agent's
+  warm-start portfolio was fitted on ([] for a fresh network without a portfolio, or another agent without one).
+  On such a table its score includes what it memorised there, so it is no fair opponent there for an agent that
+  never saw it."""
+  tables: list[str] = []
   source = pretrained_dir(options.get("init_from", "pretrained"))   # PPOAgent's default: the shipped network
-  if agent != "ppo" or source is None:
-    return []
-  card = load_card(source) or {}
-  return list(card.get("nas_datasets", [])) if "nas" in card.get("data", []) else []
+  if agent == "ppo" and source is not None:
+    card = load_card(source) or {}
+    tables += card.get("nas_datasets", []) if "nas" in card.get("data", []) else []
+  path = portfolio_file(agent, options.get("warm_start"), options.get("init_from", "pretrained"))
+  if path is not None:
+    tables += [d for d in Portfolio.load(path).meta.get("datasets", []) if d not in tables]
+  return tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {a} | " + " | ".join(f"{summary[a]['per_dataset'][d]:.3f}" for d in ds) + " |" for a in order]
     seen = {a: [d for d in ds if d in summary[a]["trained_on"]] for a in order}
     if any(seen.values()):
-      lines += ["", "Meta-trained on these tables (model cards): " + "; ".join(
-          f"{a}: {', '.join(t)}" for a, t in seen.items() if t) + ". On a table it trained on, a network's score "
-          "includes what it memorised of that table: compare networks on tables none of them trained on."]
+      lines += ["", "Meta-trained on these tables (network or warm-start portfolio; model cards, portfolio files): "
+                + "; ".join(f"{a}: {', '.join(t)}" for a, t in seen.items() if t) + ". On a table it trained on, an "
+                "agent's score includes what it memorised of that table: compare agents on tables none of them "
+                "trained on."]
   if args.paired is not None:
     ref = np.mean(summary[args.paired]["curves"], axis=1)
     lines += ["", f"Paired over the {n} tasks: mean regret over the run minus {args.paired}'s, mean [95% "

@@ -206,11 +206,18 @@ def test_the_nas_training_report_names_the_tables_each_network_was_meta_trained_
   assert "cs" in shipped   # the shipped network trained on cs (its card)
   assert synthetic.trained_tables("ppo", {}) == shipped == synthetic.trained_tables("ppo", {"init_from": PRETRAINED})
   assert synthetic.trained_tables("ppo", {"init_from": "none"}) == [] == synthetic.trained_tables("local", {})
+  # a warm-start portfolio counts too: the shipped one was fitted on five training tables
+  from arrl.portfolio import SHIPPED_PORTFOLIO, Portfolio
+  portfolio = Portfolio.load(SHIPPED_PORTFOLIO).meta["datasets"]
+  assert "physics" in portfolio and synthetic.trained_tables("local", {"warm_start": SHIPPED_PORTFOLIO}) == portfolio
   assert synthetic.main(["--nas-train", "cs", "--seeds", "1", "--queries", "3", "--agents", "ppo-scratch",
                          "--init", f"net={PRETRAINED}", "--out", str(tmp_path)]) == 0
   agents = json.loads((tmp_path / "nas_train.json").read_text())["agents"]
   assert agents["net"]["trained_on"] == shipped and agents["ppo-scratch"]["trained_on"] == []
-  assert "Meta-trained on these tables (model cards): net: cs." in (tmp_path / "nas_train.md").read_text()
+  # an --init network runs alone: the portfolio beside the shipped one does not join it
+  assert nas.init_variants([f"net={PRETRAINED}"], print) == {"net": {"init_from": PRETRAINED, "warm_start": "none"}}
+  assert "Meta-trained on these tables (network or warm-start portfolio; model cards, portfolio files): net: cs." in (
+      tmp_path / "nas_train.md").read_text()
 
 
 def test_the_nas_training_benchmark_runs_agent_seeds_per_dataset_and_refuses_held_out_sets(tmp_path, capsys):

@@ -39,14 +39,18 @@ def make_agent(name: str, seed: int = 0, warm_start: str | None = None, **kwargs
   if name not in AGENTS:
     raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}")
   agent = AGENTS[name](seed=seed, **kwargs)
+  path = portfolio_file(name, warm_start, kwargs.get("init_from", "pretrained"))
+  return agent if path is None else WarmStarted(agent, Portfolio.load(path))
+
+
+def portfolio_file(name: str, warm_start: str | None, init_from: str | None = "pretrained") -> str | None:
+  """The portfolio an agent made by `make_agent` starts with (None: none)."""
   if warm_start is None and name == "ppo":
     from arrl.ppo.checkpoint import pretrained_dir
-    directory = pretrained_dir(kwargs.get("init_from", "pretrained"))
+    directory = pretrained_dir(init_from)
     path = os.path.join(directory, PORTFOLIO_FILE) if directory else None
-    warm_start = path if path and os.path.exists(path) else None
-  if warm_start in (None, "none"):
-    return agent
-  return WarmStarted(agent, Portfolio.load(warm_start))
+    return path if path and os.path.exists(path) else None
+  return None if warm_start in (None, "none") else warm_start
 
 
 def run_dir_options(name: str, run_dir: str) -> dict[str, Any]:
