@@ -134,3 +134,13 @@ def test_fit_portfolio_ships_beside_a_network(tmp_path):
   net_cfg = NetConfig(**stored_net_config(str(ship)))
   save_pretrained(str(ship), net_cfg, load_pretrained(str(ship), net_cfg), {"command": "another network"})
   assert json.loads((ship / "card.json").read_text())["portfolio"] == entry and (ship / PORTFOLIO_FILE).exists()
+
+
+def test_search_with_a_hand_written_portfolio(tmp_path):
+  from arrl.search import search
+  path = tmp_path / "good.json"
+  path.write_text(json.dumps({"programs": [{"a": "z", "b": 3}, {"a": "q", "b": 1}, {"a": "y", "b": 2}], "meta": {}}))
+  res = search(SPEC, lambda p: float(p["b"]), agent="evolution", max_trials=6, seed=0,
+               agent_kwargs={"warm_start": str(path)})
+  # the loop's first program, then the portfolio's legal programs in order ("q" is not a value of a)
+  assert [t.params for t in res.trials[:3]] == [{"a": "x", "b": 1}, {"a": "z", "b": 3}, {"a": "y", "b": 2}]
