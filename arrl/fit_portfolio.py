@@ -12,7 +12,6 @@ the command, the tables and each program's regret on each of them.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 import time
@@ -28,12 +27,11 @@ NINE_OPS = ("cs", "physics", "photo", "computers", "arxiv")   # the training tab
 
 def candidates() -> list[dict]:
   """One encoding {link, op0..op3} of each NAS-Bench-Graph architecture (nine operations)."""
-  from benchmarks.nasbench_graph import OP_FIELDS, NasBenchGraph
+  from benchmarks.nasbench_graph import NasBenchGraph
 
   bench = NasBenchGraph("cs")
   out, keys = [], set()
-  for link, *ops in itertools.product(bench.links, *[bench.ops] * len(OP_FIELDS)):
-    params = {"link": link, **dict(zip(OP_FIELDS, ops))}
+  for params in bench.raw_architectures():
     key = bench.key(params)
     if key in bench.table and key not in keys:
       keys.add(key)

@@ -23,6 +23,7 @@ import numpy as np
 from arrl.space import Space
 
 PORTFOLIO_FILE = "portfolio.json"   # its name beside a pretrained network
+# the one in arrl.ppo.checkpoint.PRETRAINED (spelled out here: that module loads JAX, this one must not)
 SHIPPED_PORTFOLIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppo", "pretrained", PORTFOLIO_FILE)
 
 

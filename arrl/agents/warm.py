@@ -22,6 +22,8 @@ class WarmStarted:
   def _warm(self, state: SearchState, n: int) -> list[Proposal]:
     if self._trees is None:
       self._trees = self.portfolio.trees(state.space)
+    if self.used >= len(self._trees):   # used up (or none legal here): no need to gather the measured programs
+      return []
     seen, out = measured(state), []
     while len(out) < n and self.used < len(self._trees):
       tree = self._trees[self.used]

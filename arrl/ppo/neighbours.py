@@ -43,9 +43,10 @@ def measured_regrets(history: Sequence[Any], stats: HistoryStats) -> tuple[list[
 
 def neighbour_feats(state: Any, c: Candidates, stats: HistoryStats) -> tuple[list[tuple[Any, int]], np.ndarray]:
   """The (site, value index) of each fresh neighbour of c.tree (c.fresh: every neighbour when all are measured)
-  and its numbers [N, N_FEATS], from the search state (space, history, budget, noise) and its statistics. A neighbour's edit distance to a measured program is the current program's, one
-  less where that program has the new setting and one more where it has the replaced one: exact when an edit
-  changes one setting (a module variant's or a list's sub-settings are not followed)."""
+  and its numbers [N, N_FEATS], from the search state (space, history, budget, noise) and its statistics. A
+  neighbour's edit distance to a measured program is the current program's, one less where that program has the
+  new setting and one more where it has the replaced one: exact when an edit changes one setting (a module
+  variant's or a list's sub-settings are not followed)."""
   space, progs, r = state.space, *measured_regrets(state.history, stats)
   tail = [state.budget_used, noise_level(state, stats), math.log1p(len(progs)) / 5]
   cur = dict(_settings(c.tree))
