@@ -3,10 +3,13 @@ x 100 trials on synthetic tasks, stepped together) and the jitted PPO update on 
 
 Each part is run `--repeats` times after a first, compiling call; prints JSON with the median CPU seconds
 (`time.process_time`, less sensitive to other processes on a shared machine than wall time), the median wall
-seconds, simulated trials per CPU-minute and the load average. The update is always applied to the same
-parameters, so every repeat does the same work.
+seconds, simulated trials per CPU-minute and per wall-minute, and the load average. The update is always applied
+to the same parameters, so every repeat does the same work.
 
-    python -m benchmarks.pretrain_speed [--envs 8] [--trials 100] [--repeats 5] [--seed 1] [--surrogate]
+    python -m benchmarks.pretrain_speed [--envs 8] [--trials 100] [--repeats 5] [--seed 1] [--surrogate] [--workers 2]
+
+`--workers W`: the episodes are split between this process and W - 1 helpers (`arrl.ppo.pool`, as `arrl.pretrain
+--workers`); CPU seconds then count this process only, so compare wall seconds.
 
 `--surrogate`: a network with a surrogate; the episodes then also compute every candidate's target (its true
 regret) and the update trains the surrogate on them (`arrl.pretrain --surrogate`).
@@ -42,20 +45,23 @@ def main() -> None:
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--seed", type=int, default=1)
   p.add_argument("--surrogate", action="store_true")
+  p.add_argument("--workers", type=int, default=1)
   args = p.parse_args()
 
   import jax
-  from arrl.pretrain import Config, Pretrainer, ppo_batch, run_episodes
+  from arrl.pretrain import Config, Pretrainer, ppo_batch
+  from arrl.ppo.pool import EpisodePool
   from arrl.ppo.update import update_from_advantages
 
   with tempfile.TemporaryDirectory() as out:
     pt = Pretrainer(Config(out=out, envs=args.envs, trials=args.trials, seed=args.seed, data=("synthetic",),
                            surrogate=args.surrogate))
   tasks = pt.tasks(np.random.default_rng(args.seed), args.envs)
+  pool = EpisodePool(args.workers)
 
   def episodes():
     rngs = [np.random.default_rng([args.seed, b]) for b in range(args.envs)]
-    return run_episodes(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs, targets=args.surrogate)
+    return pool.run(pt.net_cfg, pt.feat_cfg, pt.params, tasks, args.trials, rngs, targets=args.surrogate)
 
   res = episodes()
   n = args.envs * (args.trials - 1)  # the batch size of `Pretrainer.iterate`
@@ -69,11 +75,13 @@ def main() -> None:
 
   upd = _timed(update, args.repeats)
   eps = _timed(episodes, args.repeats)
+  pool.close()
   trials = sum(r.episode.executed for r in res)
   print(json.dumps({
-      "envs": args.envs, "surrogate": args.surrogate, "trials": trials, "batch": n, "update": upd, "episodes": eps,
+      "envs": args.envs, "workers": args.workers, "surrogate": args.surrogate, "trials": trials, "batch": n, "update": upd, "episodes": eps,
       "episode_trials_per_cpu_min": round(60 * trials / eps["cpu_s"]),
       "iteration_trials_per_cpu_min": round(60 * trials / (eps["cpu_s"] + upd["cpu_s"])),
+      "iteration_trials_per_wall_min": round(60 * trials / (eps["wall_s"] + upd["wall_s"])),
       "load": os.getloadavg()}, indent=1))
 
 

@@ -158,7 +158,7 @@ def test_history_statistics_kept_up_to_date_step_by_step_equal_the_ones_read_fro
 
 
 def test_pretraining_resumes_where_it_stopped(tmp_path):
-  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--seed", "3"]
+  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--seed", "3", "--workers", "1"]
   pretrain.main(["--out", str(tmp_path / "a"), "--iterations", "2", *args])
   pretrain.main(["--out", str(tmp_path / "b"), "--iterations", "1", *args])
   pretrain.main(["--out", str(tmp_path / "b"), "--iterations", "2", *args])  # as after a kill: picks up at 1
@@ -247,7 +247,8 @@ def test_init_from_a_network_of_another_config_is_one_error_naming_the_file(tmp_
 
 
 def test_a_shipped_continuation_records_its_parent_and_the_lineage(tmp_path):
-  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--iterations", "1"]
+  args = ["--envs", "2", "--trials", "12", "--eval-tasks", "2", "--data", "synthetic", "--iterations", "1", "--workers",
+          "1"]
   pretrain.main(["--out", str(tmp_path / "a"), "--ship-to", str(tmp_path / "A"), *args])
   pretrain.main(["--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "A"), "--ship-to", str(tmp_path / "B"),
                  *args])
@@ -261,7 +262,7 @@ def test_a_shipped_continuation_records_its_parent_and_the_lineage(tmp_path):
 def test_nas_validation_is_recorded_apart_and_the_best_combined_point_is_kept_and_shipped(tmp_path, capsys):
   out, ship = tmp_path / "r", tmp_path / "S"
   args = ["--out", str(out), "--envs", "2", "--trials", "12", "--eval-tasks", "2", "--eval-nas", "1", "--eval-every",
-          "1", "--data", "synthetic,nas", "--datasets", "cs,photo", "--iterations", "2", "--seed", "3"]
+          "1", "--data", "synthetic,nas", "--datasets", "cs,photo", "--iterations", "2", "--seed", "3", "--workers", "1"]
   assert pretrain.main([*args, "--ship-to", str(ship), "--ship-best"]) == 0
   trainer = pretrain.Pretrainer(pretrain.parse_args(args)[0])  # resumed: nothing left to train
   curve, best = trainer.progress["curve"], trainer.progress["best"]
@@ -285,7 +286,7 @@ def test_nas_validation_is_recorded_apart_and_the_best_combined_point_is_kept_an
 def test_validation_on_other_training_datasets_and_a_hash_shuffled_run_that_resumes_only_as_such(tmp_path, capsys):
   args = ["--out", str(tmp_path / "r"), "--envs", "2", "--trials", "12", "--eval-tasks", "2", "--eval-nas", "1",
           "--data", "synthetic,nas", "--nas-share", "1", "--datasets", "cs", "--eval-datasets", "photo,arxiv",
-          "--iterations", "1", "--hash-shuffle", "--seed", "3"]
+          "--iterations", "1", "--hash-shuffle", "--seed", "3", "--workers", "1"]
   assert pretrain.main([*args, "--ship-to", str(tmp_path / "S")]) == 0
   capsys.readouterr()
   trainer = pretrain.Pretrainer(pretrain.parse_args(args)[0])

@@ -31,6 +31,7 @@ class Task:
   optimum: float
   scale: float                            # median score - optimum: a random program's regret is ~1
   size: int | None = None                 # number of programs, when small enough to be exhausted
+  recipe: tuple | None = None             # how to build it again in another process (`task_from`)
 
   def regret(self, params: dict) -> float:
     """Normalised regret of a selection, in [0, 2] (0: the optimum; ~1: a typical random program)."""
@@ -64,6 +65,7 @@ def synthetic(rng: np.random.Generator, name: str = "synthetic") -> Task:
   """A random space of 3-12 fields with 2-12 values, categorical or ordinal; score = weighted additive effects
   (smooth along ordinal ladders) + pairwise interactions + per-program observation noise of random scale;
   random infeasible regions (pairs of settings) that never contain the default program."""
+  recipe = ("synthetic", name, rng.bit_generator.state)  # the RNG's state before the draw rebuilds the same task
   taken: set[str] = set()
   fields = []
   for _ in range(int(rng.integers(3, 13))):
@@ -137,7 +139,7 @@ def synthetic(rng: np.random.Generator, name: str = "synthetic") -> Task:
 
   spec = {f.name: {"choices": f.values, "ordinal": f.ordinal, "default": f.values[d]} for f, d in zip(fields, default)}
   size = int(np.prod([len(f.values) for f in fields]))
-  return Task(name, Space.from_dict(spec), objective, true, optimum, scale, size)
+  return Task(name, Space.from_dict(spec), objective, true, optimum, scale, size, recipe)
 
 
 def nas_task(dataset: str) -> Task:
@@ -151,4 +153,21 @@ def nas_task(dataset: str) -> Task:
   bench = NasBenchGraph(dataset)
   valid = np.array([r.valid for r in bench.table.values()])
   return Task(f"nas:{dataset}", bench.space, bench.objective, bench.objective, -bench.best_valid,
-              float(bench.best_valid - np.median(valid)))
+              float(bench.best_valid - np.median(valid)), recipe=("nas", dataset))
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+  """A generator in `state` (a `bit_generator.state`): it draws what the one the state was read from drew next."""
+  rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+  rng.bit_generator.state = state
+  return rng
+
+
+def task_from(recipe: tuple) -> Task:
+  """The task a `Task.recipe` describes, built again (a task's objective is a closure: it cannot be pickled, its
+  recipe can): the same synthetic task from its RNG state, the same NAS table."""
+  if recipe[0] == "synthetic":
+    return synthetic(rng_from_state(recipe[2]), recipe[1])
+  if recipe[0] == "nas":
+    return nas_task(recipe[1])
+  raise ValueError(f"unknown task recipe {recipe[0]!r}")
