@@ -50,7 +50,7 @@ value logits, times nb_w (`--neighbour-guide`: its start), which PPO learns; the
 then names the parent (sha256, iterations) and counts the iterations and trials of the whole lineage.
 
 `--workers N` (default: one per CPU core) steps each batch of episodes in N processes (`arrl.ppo.pool`): the same
-trials, ~1.6-1.8x faster on 2 cores, where one process leaves the second core idle during the episodes.
+trials; on 2 cores the episodes take ~0.5-0.6 of one process's time (which leaves the second core idle).
 
 Writes OUT/ckpt (orbax: network, optimizer, iteration), OUT/progress.json (validation curve, throughput, best
 point), OUT/best.npz, OUT/learning_curve.png; `--ship` writes the network (the last one, or with `--ship-best` the

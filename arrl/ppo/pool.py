@@ -5,11 +5,11 @@ Stepping a search is mostly Python (neighbour enumeration, token building: ~85% 
 calls the rest), which one process runs on one core. The searches of a batch do not interact, so any split makes
 the trials of the single process (`tests/test_ppo_pool.py`). Their log-probabilities and values agree to ~1e-9, not
 bit for bit: a batch pads its candidates to its longest row, and XLA's sums over other lengths can round
-differently. Adam
-magnifies such differences in parameters whose gradients are ~0, so runs with different `workers` drift apart at
-that level over iterations (one number of workers repeats a run exactly). The split is round-robin
-(NAS tables and synthetic tasks cost differently, so neighbours in the batch go to different processes); this
-process steps its own share while the helpers step theirs.
+differently. Adam magnifies such differences in parameters whose gradients are ~0, so runs with different
+`workers` drift apart at that level over iterations (one number of workers repeats a run exactly). The split is
+round-robin (NAS tables and synthetic tasks cost differently, so neighbours in the batch go to different
+processes); this process steps its own share while the helpers step theirs. Rebuilding a synthetic task in a
+helper costs ~15 ms.
 
 Tasks cross to a helper as their recipes (`tasks.task_from`: their objectives are closures), the RNGs as their
 states (set back on the caller's generators afterwards, so they advance as in one process), the network as a
