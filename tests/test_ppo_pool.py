@@ -38,6 +38,18 @@ def test_a_task_is_rebuilt_from_its_recipe():
     tasks.task_from(("tabular", "x"))
 
 
+def _same_runs(one: list, two: list, batch: list) -> None:
+  for a, b, task in zip(one, two, batch):
+    assert b.episode.task is task
+    assert [o.tree for o in a.episode.history] == [o.tree for o in b.episode.history]
+    assert a.rewards == b.rewards and a.episode.regrets == b.episode.regrets and a.episode.executed == b.episode.executed
+    np.testing.assert_allclose([float(t.logp) for t in a.transitions], [float(t.logp) for t in b.transitions], atol=1e-6)
+    np.testing.assert_allclose([float(t.value) for t in a.transitions], [float(t.value) for t in b.transitions], atol=1e-6)
+    for x, y in zip(a.targets, b.targets):   # the surrogate's targets, when asked for
+      np.testing.assert_array_equal(x[0], y[0])
+      np.testing.assert_array_equal(x[1], y[1])
+
+
 def test_episodes_split_between_processes_make_the_trials_of_one_process():
   rng = np.random.default_rng(3)
   batch = [tasks.synthetic(rng), tasks.nas_task("cs"), tasks.synthetic(rng)]
@@ -45,15 +57,14 @@ def test_episodes_split_between_processes_make_the_trials_of_one_process():
   rngs = lambda: [np.random.default_rng([4, b]) for b in range(len(batch))]
   one_rngs, two_rngs = rngs(), rngs()
   one = pretrain.run_episodes(NET, FEAT, params, batch, 15, one_rngs)
+  sur = network.NetConfig(surrogate=True)   # a surrogate network, hash-shuffled episodes with targets
+  sur_params = network.init_params(sur, 5, AGENT.stop_bias, AGENT.prior)
+  shuffled = pretrain.run_episodes(sur, FEAT, sur_params, batch, 15, rngs(), hash_shuffle=True, targets=True)
   with EpisodePool(2) as pool:
-    two = pool.run(NET, FEAT, params, batch, 15, two_rngs)
-    again = pool.run(NET, FEAT, params, batch, 15, rngs())   # the helper is reused
-  for a, b, c, task in zip(one, two, again, batch):
-    assert b.episode.task is task and c.episode.task is task
-    assert [o.tree for o in a.episode.history] == [o.tree for o in b.episode.history] == [o.tree for o in c.episode.history]
-    assert a.rewards == b.rewards and a.episode.regrets == b.episode.regrets and a.episode.executed == b.episode.executed
-    np.testing.assert_allclose([float(t.logp) for t in a.transitions], [float(t.logp) for t in b.transitions], atol=1e-6)
-    np.testing.assert_allclose([float(t.value) for t in a.transitions], [float(t.value) for t in b.transitions], atol=1e-6)
+    _same_runs(one, pool.run(NET, FEAT, params, batch, 15, two_rngs), batch)
+    _same_runs(one, pool.run(NET, FEAT, params, batch, 15, rngs()), batch)   # the helper is reused
+    _same_runs(shuffled, pool.run(sur, FEAT, sur_params, batch, 15, rngs(), hash_shuffle=True, targets=True), batch)
+  assert all(r.targets for r in shuffled) and not any(r.targets for r in one)
   # the caller's generators advanced as in one process
   assert [g.random() for g in one_rngs] == [g.random() for g in two_rngs]
 
