@@ -22,7 +22,7 @@ import time
 
 from arrl import tree as tree_lib
 from arrl.abort import AbortPolicy
-from arrl.agents import AGENTS, make_agent, run_dir_options
+from arrl.agents import AGENTS, SHIPPED_NETWORK, make_agent, run_dir_options
 from arrl.display import RunDisplay
 from arrl.io import write_json_atomic
 from arrl.keep import KeepRule
@@ -50,7 +50,7 @@ RUN_FLAGS: dict[str, tuple[type, ...]] = {
     "val_data": (str, type(None)), "agent_init": (str, type(None)), "noise_repeats": (int,),
     "false_keep": (int, float), "confirm": (int,), "patience": (int,), "no_abort": (bool,), "remeasure": (bool,)}
 _PATH_FLAGS = ("data", "val_data", "agent_init")   # stored absolute: a resume from another directory finds them
-_INIT_NAMES = ("pretrained", "none")                # --agent-init values that are not paths
+_INIT_NAMES = (SHIPPED_NETWORK, "none")                # --agent-init values that are not paths
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -250,7 +250,7 @@ def build_loop(args: argparse.Namespace, signals: StopSignals, display: RunDispl
   if args.agent == "evolution":
     agent_kwargs["init"] = "mutate"
   if args.agent == "ppo":
-    agent_kwargs["init_from"] = args.agent_init or "pretrained"
+    agent_kwargs["init_from"] = args.agent_init or SHIPPED_NETWORK
   loop = SearchLoop(space, evaluator, make_agent(args.agent, seed=args.seed, **agent_kwargs),
                     args.run_dir,
                     oracle, LoopConfig(noise_repeats=args.noise_repeats, false_keep=args.false_keep,

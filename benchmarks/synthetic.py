@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 import arrl.search
-from arrl.agents import portfolio_file
+from arrl.agents import SHIPPED_NETWORK, portfolio_file
 from arrl.portfolio import Portfolio
 from arrl.ppo.checkpoint import load_card, pretrained_dir
 from arrl.ppo.tasks import NAS_TRAIN, Task, check_dataset, nas_task, synthetic
@@ -87,11 +87,11 @@ def trained_tables(agent: str, options: dict) -> list[str]:
   On such a table its score includes what it memorised there, so it is no fair opponent there for an agent that
   never saw it."""
   tables: list[str] = []
-  source = pretrained_dir(options.get("init_from", "pretrained"))   # PPOAgent's default: the shipped network
+  source = pretrained_dir(options.get("init_from", SHIPPED_NETWORK))
   if agent == "ppo" and source is not None:
     card = load_card(source) or {}
     tables += card.get("nas_datasets", []) if "nas" in card.get("data", []) else []
-  path = portfolio_file(agent, options.get("warm_start"), options.get("init_from", "pretrained"))
+  path = portfolio_file(agent, options.get("warm_start"), options.get("init_from", SHIPPED_NETWORK))
   if path is not None:
     tables += [d for d in Portfolio.load(path).meta.get("datasets", []) if d not in tables]
   return tables

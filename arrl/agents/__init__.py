@@ -10,6 +10,8 @@ from arrl.agents.simple import GreedyAgent, RandomAgent, UniformAgent
 from arrl.agents.warm import WarmStarted
 from arrl.portfolio import PORTFOLIO_FILE, Portfolio
 
+SHIPPED_NETWORK = "pretrained"   # the init_from that names the shipped network: the ppo agent's default
+
 
 def _tpe(**kw: Any):
   from arrl.agents.tpe import TPEAgent  # optuna is imported only when TPE is used
@@ -39,11 +41,11 @@ def make_agent(name: str, seed: int = 0, warm_start: str | None = None, **kwargs
   if name not in AGENTS:
     raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}")
   agent = AGENTS[name](seed=seed, **kwargs)
-  path = portfolio_file(name, warm_start, kwargs.get("init_from", "pretrained"))
+  path = portfolio_file(name, warm_start, kwargs.get("init_from", SHIPPED_NETWORK))
   return agent if path is None else WarmStarted(agent, Portfolio.load(path))
 
 
-def portfolio_file(name: str, warm_start: str | None, init_from: str | None = "pretrained") -> str | None:
+def portfolio_file(name: str, warm_start: str | None, init_from: str | None = SHIPPED_NETWORK) -> str | None:
   """The portfolio an agent made by `make_agent` starts with (None: none)."""
   if warm_start is None and name == "ppo":
     from arrl.ppo.checkpoint import pretrained_dir

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arrl import tree as tree_lib
+from arrl.agents import SHIPPED_NETWORK
 from arrl.agents.base import Outcome, Proposal, SearchState, rng_state, set_rng_state
 from arrl.ppo import network, rollout
 from arrl.ppo.batch import Actions, Transition, empty_tokens, remap, stack_tokens, stack_transitions
@@ -90,7 +91,7 @@ class PPOAgent:
   Each finished trial's reward goes into a buffer; every `update_every` trials one jitted PPO update."""
   name = "ppo"
 
-  def __init__(self, seed: int = 0, ckpt_dir: str | None = None, init_from: str | None = "pretrained",
+  def __init__(self, seed: int = 0, ckpt_dir: str | None = None, init_from: str | None = SHIPPED_NETWORK,
                **options: Any):
     self.options = dict(options)
     self.cfg, self.net_cfg, self.ppo_cfg, self.reward_cfg = split_options(options)
@@ -123,7 +124,7 @@ class PPOAgent:
     self.entropies: collections.deque = collections.deque(maxlen=self.cfg.update_every)  # nats per decision
     self.metrics: dict[str, float] = {}
     self._weights: str | None = None              # cached packed network for state_dict without ckpt_dir
-    if init_from == "pretrained" or stored is not None:
+    if init_from == SHIPPED_NETWORK or stored is not None:
       self.params = self._to_device(jnp.asarray(load_pretrained(pretrained, self.net_cfg)))
     elif init_from and init_from != "none":
       self.params = self._to_device(OrbaxStore(init_from).restore(None, {"params": self.params})["params"])

@@ -17,6 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from arrl.agents import SHIPPED_NETWORK
+
 
 def pack(tree: Any) -> str:
   """Exact, JSON-able text of a pytree's leaves (npz, base64)."""
@@ -91,7 +93,7 @@ PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretraine
 def pretrained_dir(init_from: str | None) -> str | None:
   """The directory of the network an agent's `init_from` names: "pretrained" the shipped one, None or "none" no
   network (from scratch), anything else itself (a --ship-to directory or another run's orbax ckpt_dir)."""
-  return PRETRAINED if init_from == "pretrained" else None if init_from in (None, "none") else init_from
+  return PRETRAINED if init_from == SHIPPED_NETWORK else None if init_from in (None, "none") else init_from
 
 
 def file_sha256(path: str) -> str:
