@@ -87,11 +87,12 @@ def trained_tables(agent: str, options: dict) -> list[str]:
   On such a table its score includes what it memorised there, so it is no fair opponent there for an agent that
   never saw it."""
   tables: list[str] = []
-  source = pretrained_dir(options.get("init_from", SHIPPED_NETWORK))
+  init_from = options.get("init_from", SHIPPED_NETWORK)
+  source = pretrained_dir(init_from)
   if agent == "ppo" and source is not None:
     card = load_card(source) or {}
     tables += card.get("nas_datasets", []) if "nas" in card.get("data", []) else []
-  path = portfolio_file(agent, options.get("warm_start"), options.get("init_from", SHIPPED_NETWORK))
+  path = portfolio_file(agent, options.get("warm_start"), init_from)
   if path is not None:
     tables += [d for d in Portfolio.load(path).meta.get("datasets", []) if d not in tables]
   return tables

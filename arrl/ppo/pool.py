@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from arrl.agents.base import rng_state, set_rng_state
 from arrl.ppo import network
 from arrl.ppo.features import FeatureConfig
 from arrl.ppo.tasks import Task, rng_from_state, task_from
@@ -60,7 +61,7 @@ def _helper(net_cfg: network.NetConfig, feat_cfg: FeatureConfig, params: np.ndar
     tasks.append(_TASKS[r])
   rngs = [rng_from_state(s) for s in rng_states]
   res = run_episodes(net_cfg, feat_cfg, jax.numpy.asarray(params), tasks, trials, rngs, hash_shuffle, targets)
-  return res, [g.bit_generator.state for g in rngs]
+  return res, [rng_state(g) for g in rngs]
 
 
 class EpisodePool:
@@ -91,7 +92,7 @@ class EpisodePool:
     shares = [list(range(k, len(tasks), parts)) for k in range(parts)]   # round-robin; shares[0] stays here
     futures = [self._executor.submit(_helper, net_cfg, feat_cfg, flat,
                                      [tasks[i].recipe for i in share], trials,
-                                     [rngs[i].bit_generator.state for i in share], hash_shuffle, targets)
+                                     [rng_state(rngs[i]) for i in share], hash_shuffle, targets)
                for share in shares[1:]]
     out: list = [None] * len(tasks)
     for i, r in zip(shares[0], run_episodes(net_cfg, feat_cfg, params, [tasks[i] for i in shares[0]], trials,
@@ -105,7 +106,7 @@ class EpisodePool:
         raise RuntimeError(f"an episode helper process died ({e}); rerun, or use workers=1") from None
       for i, r, state in zip(share, res, states):
         r.episode.task = tasks[i]
-        rngs[i].bit_generator.state = state
+        set_rng_state(rngs[i], state)
         out[i] = r
     return out
 
