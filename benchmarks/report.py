@@ -128,7 +128,7 @@ def verdict(res: dict[str, Any]) -> str:
   agents = res["agents"]
   q = max((k for s in agents.values() for k in s["at"]), key=int)
   if PROJECT_AGENT not in agents:
-    return f"`{PROJECT_AGENT}` was not benchmarked (not registered in arrl.agents.AGENTS when this ran)."
+    return f"`{PROJECT_AGENT}` was not benchmarked (not among this run's agents)."
   if all(a.split("-")[0] == PROJECT_AGENT for a in agents):
     return f"No baseline ran beside `{PROJECT_AGENT}` here."
   return (_compare(agents, lambda s: s["at"][q], "test regret", int(q)) + " "

@@ -144,7 +144,8 @@ def test_verdict_reports_test_and_validation_regret_honestly():
   assert "On test regret at 150 queries, `ppo` beats the best baseline `random`: 2.00 vs 2.50" in text
   assert "(the 95% intervals do not overlap)" in text
   assert "On validation regret at 150 queries, `ppo` loses to the best baseline `random`: 0.90 vs 0.70" in text
-  assert "not benchmarked" in report.verdict({"agents": {"random": _summary(1.0, 1.0)}})
+  assert report.verdict({"agents": {"random": _summary(1.0, 1.0)}}) == (
+    "`ppo` was not benchmarked (not among this run's agents).")
 
 
 def test_ppo_ablation_writes_one_row_per_variant(tmp_path):
